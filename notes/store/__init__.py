@@ -1,0 +1,1 @@
+"""Persistence: the notes table, its queries, and the embedded PostgreSQL."""

@@ -1,0 +1,31 @@
+"""The async engine: one per process, made from a ``postgresql://`` URL."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def asyncpg_url(url: str) -> str:
+    """``postgresql://…`` (any driver suffix) as SQLAlchemy's ``postgresql+asyncpg://…``."""
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] not in {"postgresql", "postgres"}:
+        raise ValueError(f"not a postgresql:// URL: {parts.scheme}://…")
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "sslmode"])
+    return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, query, parts.fragment))
+
+
+def sync_url(url: str) -> str:
+    """The same database for alembic's synchronous run (through asyncpg as well)."""
+    return asyncpg_url(url)
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        connect_args={"server_settings": {"application_name": "notes"}},
+    )
