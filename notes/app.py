@@ -1,0 +1,114 @@
+"""The application factory: ``create_app(settings)`` builds the Sanic app; nothing runs at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sanic import Sanic
+from sanic_ext import Extend
+
+from notes import __version__
+from notes.collab.hub import Hub, HubLimits
+from notes.config import Settings
+from notes.http import live, notes, site
+from notes.http.openapi_docs import configure_docs, openapi
+from notes.http.problems import handle_exception
+from notes.http.site import PROTOCOL_DOC, STATIC_DIR
+from notes.store.database import make_engine
+from notes.store.queries import NoteStore
+from notes.use_cases import NoteLimits
+
+log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """\
+A collaborative notes server. Notes are plain text; several people edit one note at once over a
+websocket (`ws://HOST/notes/{id}/live`, see the [live editing protocol](/docs/protocol)) while REST
+clients read and write it here. Errors are `application/problem+json` (RFC 9457).
+[Open the editor](/).
+"""
+
+
+class SanicTasks:
+    """The hub's named background tasks, run as Sanic tasks (``app.add_task``)."""
+
+    def __init__(self, app: Sanic):
+        self.app = app
+
+    def start(self, name: str, coroutine) -> None:
+        self.app.purge_tasks()
+        self.app.add_task(coroutine, name=name)
+
+    async def cancel(self, name: str) -> None:
+        task = self.app.get_task(name, raise_exception=False)
+        if task is not None and task is not asyncio.current_task():
+            await self.app.cancel_task(name, raise_exception=False)
+        self.app.purge_tasks()
+
+
+def create_app(settings: Settings, name: str = "notes") -> Sanic:
+    if not settings.database_url:
+        raise ValueError("create_app needs settings.database_url (the CLI starts the embedded one)")
+    app = Sanic(name)
+    app.ctx.settings = settings
+    app.config.REQUEST_MAX_SIZE = settings.max_body
+    app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_size
+    app.config.WEBSOCKET_PING_INTERVAL = settings.ws_ping_interval
+    app.config.WEBSOCKET_PING_TIMEOUT = settings.ws_ping_timeout
+    app.config.ACCESS_LOG = settings.access_log
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 5.0
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.API_TITLE = "notes"
+    app.config.API_VERSION = __version__
+    app.config.API_DESCRIPTION = API_DESCRIPTION
+    configure_docs(app)
+    Extend(app)
+    app.error_handler.add(Exception, handle_exception)
+
+    app.blueprint(notes.bp)
+    app.blueprint(live.bp)
+    openapi.exclude(bp=live.bp)  # a websocket, described in the protocol document instead
+    app.blueprint(site.bp)
+    app.static("/static", STATIC_DIR, name="static")
+
+    app.before_server_start(_open_resources)
+    app.before_server_stop(_flush_and_close)
+    app.after_server_stop(_close_resources)
+    return app
+
+
+async def _open_resources(app: Sanic) -> None:
+    settings: Settings = app.ctx.settings
+    app.ctx.engine = make_engine(settings.database_url)
+    app.ctx.store = NoteStore(app.ctx.engine)
+    app.ctx.limits = NoteLimits(
+        max_title=settings.max_title,
+        max_content=settings.max_content,
+        page_size=settings.page_size,
+        max_page_size=settings.max_page_size,
+    )
+    app.ctx.hub = Hub(
+        app.ctx.store,
+        SanicTasks(app),
+        HubLimits(
+            history_limit=settings.history_limit,
+            max_length=settings.max_content,
+            max_title=settings.max_title,
+            debounce=settings.save_debounce,
+            max_wait=settings.save_max_wait,
+        ),
+    )
+
+
+async def _flush_and_close(app: Sanic) -> None:
+    """Sanic has cancelled the save tasks by now; the dirty state is on the rooms, so save it."""
+    unsaved = await app.ctx.hub.shutdown()
+    if unsaved:
+        log.error("%d notes could not be saved before shutdown", unsaved)
+
+
+async def _close_resources(app: Sanic) -> None:
+    await app.ctx.engine.dispose()
+
+
+__all__ = ["create_app", "PROTOCOL_DOC"]

@@ -1,0 +1,93 @@
+"""The ``notes`` command: ``notes serve`` and ``notes migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+
+from notes.config import Settings
+from notes.store.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from notes.store.migrate import upgrade
+
+
+def _describe(url: str) -> str:
+    return url.split("@")[-1] if "@" in url else url
+
+
+def _database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = EmbeddedPostgres(settings.data_dir)
+    return embedded.start(), embedded
+
+
+def serve(settings: Settings, workers: int) -> int:
+    if workers != 1:
+        print("notes serve runs one worker: live documents live in one process until "
+              "cross-process fan-out (PostgreSQL LISTEN/NOTIFY) exists.", file=sys.stderr)
+        return 2
+    from notes.app import create_app
+
+    try:
+        url, embedded = _database(settings)
+    except EmbeddedDatabaseError as error:
+        print(f"notes: {error}", file=sys.stderr)
+        return 1
+    try:
+        upgrade(url)
+        app = create_app(replace(settings, database_url=url))
+        where = f"http://{settings.host}:{settings.port}"
+        kind = f"embedded PostgreSQL in {settings.data_dir}" if embedded else "NOTES_DATABASE_URL"
+        print(f"notes listening on {where}", flush=True)
+        print(f"  editor:   {where}/", flush=True)
+        print(f"  API docs: {where}/docs", flush=True)
+        print(f"  database: {kind} ({_describe(url)})", flush=True)
+        app.run(host=settings.host, port=settings.port, single_process=True,
+                access_log=settings.access_log, motd=False)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def migrate(settings: Settings) -> int:
+    try:
+        url, embedded = _database(settings)
+    except EmbeddedDatabaseError as error:
+        print(f"notes: {error}", file=sys.stderr)
+        return 1
+    try:
+        upgrade(url)
+        print(f"migrated {_describe(url)}")
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="notes", description="A collaborative notes server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="migrate and serve (embedded PostgreSQL "
+                                       "unless NOTES_DATABASE_URL is set)")
+    serve_parser.add_argument("--host")
+    serve_parser.add_argument("--port", type=int)
+    serve_parser.add_argument("--workers", type=int, default=1)
+    commands.add_parser("migrate", help="apply the database migrations")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("notes").setLevel(logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    overrides = {key: value for key in ("host", "port")
+                 if (value := getattr(args, key, None)) is not None}
+    try:
+        settings = Settings.from_env(**overrides)
+    except ValueError as error:
+        print(f"notes: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings, args.workers)
+    return migrate(settings)

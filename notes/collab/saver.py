@@ -1,0 +1,115 @@
+"""Debounced saves: many edits, few writes, and no edit lost.
+
+One long-lived task per open room waits for a change, then for ``debounce`` seconds of quiet (never
+longer than ``max_wait`` after the first unsaved change), and writes the room through ``save``.
+The dirty state lives on the room, not in the task, so a final ``flush`` works after the tasks are
+cancelled (Sanic cancels named tasks before ``before_server_stop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from notes.collab.room import Room
+
+log = logging.getLogger(__name__)
+
+SaveFunction = Callable[..., Awaitable[Any]]
+
+
+class SaveFailed(RuntimeError):
+    pass
+
+
+class TaskRunner(Protocol):
+    """Named background tasks (the Sanic app in production, plain asyncio in tests)."""
+
+    def start(self, name: str, coroutine: Awaitable[None]) -> None: ...
+
+    async def cancel(self, name: str) -> None: ...
+
+
+class Saver:
+    def __init__(self, save: SaveFunction, *, debounce: float, max_wait: float,
+                 retry_initial: float = 0.5, retry_max: float = 30.0):
+        self.save = save
+        self.debounce = debounce
+        self.max_wait = max_wait
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.writes = 0
+        self._wakeups: dict[int, asyncio.Event] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def changed(self, room: Room) -> None:
+        """Wake the room's save task: something needs saving."""
+        self._event(room).set()
+
+    async def flush(self, room: Room) -> Any:
+        """Save the room now if it has unsaved changes; return what ``save`` returned (or None)."""
+        async with self._lock(room):
+            if not room.dirty or room.deleted:
+                return None
+            rev, title = room.rev, room.title
+            stored = await self.save(
+                room.note_id,
+                title=title,
+                content=room.content,
+                rev=rev,
+                yjs_state=room.document.encode_state(),
+            )
+            self.writes += 1
+            if stored is None:
+                room.deleted = True
+                return None
+            room.mark_saved(rev, title)
+            return stored
+
+    async def run(self, room: Room, *, unload: Callable[[Room], Awaitable[bool]]) -> None:
+        """The room's save task: debounce, save, retry with backoff; unload the room when idle."""
+        wakeup = self._event(room)
+        while not room.deleted:
+            await wakeup.wait()
+            wakeup.clear()
+            if room.dirty:
+                await self._quiet_period(room)
+                await self._flush_until_saved(room)
+            if room.idle and not room.dirty and await unload(room):
+                return
+
+    async def _quiet_period(self, room: Room) -> None:
+        while True:
+            now = time.monotonic()
+            last = room.last_change or now
+            first = room.first_unsaved or now
+            deadline = min(last + self.debounce, first + self.max_wait)
+            if deadline <= now:
+                return
+            await asyncio.sleep(deadline - now)
+
+    async def _flush_until_saved(self, room: Room) -> None:
+        delay = self.retry_initial
+        while room.dirty and not room.deleted:
+            try:
+                await self.flush(room)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("saving note %s failed; retrying in %.1fs", room.note_id, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+
+    def forget(self, room: Room) -> None:
+        self._wakeups.pop(id(room), None)
+        self._locks.pop(id(room), None)
+
+    def _event(self, room: Room) -> asyncio.Event:
+        return self._wakeups.setdefault(id(room), asyncio.Event())
+
+    def _lock(self, room: Room) -> asyncio.Lock:
+        return self._locks.setdefault(id(room), asyncio.Lock())

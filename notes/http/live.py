@@ -1,0 +1,114 @@
+"""The websocket route: a thin adapter between a Sanic socket and the collaborative core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+from sanic import Blueprint, Request
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.exceptions import ConnectionClosed
+
+from notes.collab.room import CLOSE_NOTE_GONE
+from notes.collab.session import handle_frame
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("live")
+
+CLOSE_SLOW_READER = 1013
+CLOSE_SERVER_ERROR = 1011
+MAX_NAME = 100
+
+
+class SocketConnection:
+    """A room's view of one socket: ``send`` queues, a writer task drains the queue.
+
+    A reader that falls ``queue_size`` messages behind is cut off with 1013, so a slow client
+    never slows the room down.
+    """
+
+    def __init__(self, ws: WebsocketImplProtocol, name: str, queue_size: int):
+        self.id = uuid.uuid4().hex[:12]
+        self.name = name
+        self.ws = ws
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    def send(self, text: str) -> None:
+        if self.close_code is not None:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.fail(CLOSE_SLOW_READER, "too slow: outgoing queue full")
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.close_code is not None:
+            return
+        self.close_code, self.close_reason = code, reason
+        try:
+            self.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            self.ws.fail_connection(code, reason)
+
+    def fail(self, code: int, reason: str) -> None:
+        self.close_code, self.close_reason = code, reason
+        self.ws.fail_connection(code, reason)
+
+    async def write_messages(self) -> None:
+        while True:
+            text = await self.queue.get()
+            if text is None:
+                await self.ws.close(self.close_code or 1000, self.close_reason)
+                return
+            await self.ws.send(text)
+
+
+def _since(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+@bp.websocket("/notes/<note_id:uuid>/live")
+async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
+    hub = request.app.ctx.hub
+    name = (request.args.get("name") or "anonymous")[:MAX_NAME]
+    connection = SocketConnection(ws, name, request.app.ctx.settings.ws_queue_size)
+    if hub.closing:
+        await ws.close(1001, "server shutting down")
+        return
+    room = await hub.connect(note_id, connection, _since(request.args.get("since")))
+    if room is None:
+        await ws.close(CLOSE_NOTE_GONE, "note not found")
+        return
+    writer = asyncio.create_task(connection.write_messages())
+    try:
+        while connection.close_code is None:
+            frame = await ws.recv()
+            if frame is None:
+                break
+            handle_frame(room, connection, frame)
+    except ConnectionClosed:
+        pass
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("live connection %s on note %s failed", connection.id, note_id)
+        connection.fail(CLOSE_SERVER_ERROR, "server error")
+    finally:
+        await hub.disconnect(room, connection)
+        if connection.close_code is not None and connection.close_code != CLOSE_SLOW_READER:
+            with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
+                await asyncio.wait_for(asyncio.shield(writer), timeout=5)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, Exception):
+            await writer

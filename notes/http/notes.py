@@ -1,0 +1,265 @@
+"""REST routes for notes. Each parses its input, calls one use case, and shapes the response."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from pydantic import BaseModel, ValidationError
+from sanic import Blueprint, Request
+from sanic_ext.extensions.openapi.definitions import Parameter
+from sanic.response import HTTPResponse, empty
+from sanic.response import json as json_response
+
+from notes import use_cases
+from notes.collab.document import EditRejected
+from notes.http.openapi_docs import header, json_body, ok, openapi, problems, query
+from notes.http.problems import Problem
+from notes.http.schemas import (
+    EditApplied,
+    EditConflict,
+    EditRequest,
+    NoteCreate,
+    NoteOut,
+    NotePage,
+    NotePatch,
+    NoteReplace,
+)
+from notes.store.queries import StoredNote
+
+bp = Blueprint("notes")
+
+IF_MATCH = header("If-Match", "Apply only if the note's current ETag is one of these (or `*`).")
+IF_NONE_MATCH = header("If-None-Match", "Answer 304 if the note's ETag is one of these.")
+NOTE_ID = Parameter("note_id", uuid.UUID, location="path",
+                    required=True, description="The note's id.")
+
+
+def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    """JSON body -> model: 415 wrong content type, 400 malformed JSON, 422 wrong fields."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise Problem(415, "Send the body as application/json.", kind="unsupported-media-type")
+    try:
+        data = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise Problem(400, f"The body is not valid JSON: {error}", kind="malformed-json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        errors = [
+            {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+            for item in error.errors(include_url=False, include_input=False)
+        ]
+        raise Problem(422, "The body does not match the schema.", kind="validation-error",
+                      errors=errors) from None
+
+
+def note_json(note: StoredNote) -> dict:
+    return NoteOut.model_validate(note, from_attributes=True).model_dump(mode="json")
+
+
+def note_response(note: StoredNote, status: int = 200, headers: dict | None = None
+                  ) -> HTTPResponse:
+    headers = {
+        "ETag": use_cases.etag_of(note.title, note.content),
+        "Cache-Control": "no-cache",
+        **(headers or {}),
+    }
+    return json_response(note_json(note), status=status, headers=headers)
+
+
+def _ctx(request: Request):
+    return request.app.ctx
+
+
+def _not_found() -> Problem:
+    return Problem(404, "No note with this id.", kind="not-found")
+
+
+def _invalid(error: use_cases.InvalidNote) -> Problem:
+    return Problem(422, "The note breaks a limit.", kind="validation-error", errors=error.errors)
+
+
+@bp.post("/notes")
+@openapi.definition(
+    summary="Create a note",
+    body=json_body(NoteCreate, "The new note's title and content."),
+    response=[ok(NoteOut, 201, "Created; `Location` and `ETag` headers are set."),
+              *problems(400, 413, 415, 422)],
+    tag="notes",
+)
+async def create_note(request: Request) -> HTTPResponse:
+    body = parse_body(request, NoteCreate)
+    ctx = _ctx(request)
+    try:
+        note = await use_cases.create_note(ctx.store, ctx.limits, body.title, body.content)
+    except use_cases.InvalidNote as error:
+        raise _invalid(error) from None
+    return note_response(note, 201, {"Location": f"/notes/{note.id}"})
+
+
+@bp.get("/notes")
+@openapi.definition(
+    summary="List and search notes",
+    description="Newest-updated first, paginated by `next_cursor`. `q` is a PostgreSQL "
+    "full-text search (web search syntax) over title and content.",
+    parameter=[
+        query("q", str, "Full-text search terms."),
+        query("limit", int, "Notes per page (1 to NOTES_MAX_PAGE_SIZE; default NOTES_PAGE_SIZE)."),
+        query("cursor", str, "The `next_cursor` of the previous page."),
+    ],
+    response=[ok(NotePage), *problems(400, 422)],
+    tag="notes",
+)
+async def list_notes(request: Request) -> HTTPResponse:
+    ctx = _ctx(request)
+    limit = _limit(request.args.get("limit"), ctx.limits.max_page_size)
+    try:
+        notes, next_cursor = await use_cases.list_notes(
+            ctx.store, ctx.hub, ctx.limits, query=request.args.get("q"), limit=limit,
+            cursor=request.args.get("cursor"),
+        )
+    except use_cases.InvalidCursor as error:
+        raise Problem(400, str(error), kind="invalid-cursor") from None
+    body = {"items": [note_json(note) for note in notes], "next_cursor": next_cursor}
+    return json_response(body, headers={"Cache-Control": "no-cache"})
+
+
+def _limit(raw: str | None, maximum: int) -> int | None:
+    if raw is None:
+        return None
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= maximum:
+        raise Problem(422, f"`limit` must be an integer from 1 to {maximum}.",
+                      kind="validation-error",
+                      errors=[{"loc": ["query", "limit"], "msg": f"an integer from 1 to {maximum}",
+                               "type": "range"}])
+    return limit
+
+
+@bp.get("/notes/<note_id:uuid>")
+@openapi.definition(
+    summary="Read a note",
+    description="The live text when the note is open for editing. Conditional with "
+    "`If-None-Match`.",
+    parameter=[NOTE_ID, IF_NONE_MATCH],
+    response=[ok(NoteOut), ok(None, 304, "Not modified."), *problems(404)],
+    tag="notes",
+)
+async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
+    ctx = _ctx(request)
+    try:
+        note = await use_cases.read_note(ctx.store, ctx.hub, note_id)
+    except use_cases.NoteNotFound:
+        raise _not_found() from None
+    etag = use_cases.etag_of(note.title, note.content)
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and use_cases.etag_matches(if_none_match, etag, weak=True):
+        return empty(304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return note_response(note)
+
+
+async def _update(request: Request, note_id: uuid.UUID, model: type[BaseModel]) -> HTTPResponse:
+    body = parse_body(request, model)
+    title, content = getattr(body, "title", None), getattr(body, "content", None)
+    if title is None and content is None:
+        raise Problem(422, "Send `title`, `content` or both.", kind="validation-error",
+                      errors=[{"loc": [], "msg": "no field to change", "type": "missing"}])
+    ctx = _ctx(request)
+    try:
+        note = await use_cases.update_note(
+            ctx.store, ctx.hub, ctx.limits, note_id, title=title, content=content,
+            if_match=request.headers.get("if-match"),
+        )
+    except use_cases.NoteNotFound:
+        raise _not_found() from None
+    except use_cases.PreconditionFailed:
+        raise Problem(412, "The note changed since the ETag in If-Match.",
+                      kind="precondition-failed") from None
+    except use_cases.InvalidNote as error:
+        raise _invalid(error) from None
+    return note_response(note)
+
+
+UPDATE_RESPONSES = [ok(NoteOut), *problems(400, 404, 412, 413, 415, 422)]
+
+
+@bp.put("/notes/<note_id:uuid>")
+@openapi.definition(
+    summary="Replace a note's title and content",
+    description="On a note open for live editing the content change is applied as a minimal "
+    "diff, so concurrent typing elsewhere survives.",
+    parameter=[NOTE_ID, IF_MATCH],
+    body=json_body(NoteReplace, "Both fields."),
+    response=UPDATE_RESPONSES,
+    tag="notes",
+)
+async def replace_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
+    return await _update(request, note_id, NoteReplace)
+
+
+@bp.patch("/notes/<note_id:uuid>")
+@openapi.definition(
+    summary="Change a note's title or content",
+    parameter=[NOTE_ID, IF_MATCH],
+    body=json_body(NotePatch, "Either field, or both."),
+    response=UPDATE_RESPONSES,
+    tag="notes",
+)
+async def patch_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
+    return await _update(request, note_id, NotePatch)
+
+
+@bp.delete("/notes/<note_id:uuid>")
+@openapi.definition(
+    summary="Delete a note",
+    description="Live editors get `deleted` and close code 4404.",
+    parameter=[NOTE_ID, IF_MATCH],
+    response=[ok(None, 204, "Deleted."), *problems(404, 412)],
+    tag="notes",
+)
+async def delete_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
+    ctx = _ctx(request)
+    try:
+        await use_cases.delete_note(ctx.store, ctx.hub, note_id,
+                                    if_match=request.headers.get("if-match"))
+    except use_cases.NoteNotFound:
+        raise _not_found() from None
+    except use_cases.PreconditionFailed:
+        raise Problem(412, "The note changed since the ETag in If-Match.",
+                      kind="precondition-failed") from None
+    return empty(204)
+
+
+@bp.post("/notes/<note_id:uuid>/edits")
+@openapi.definition(
+    summary="Apply one edit (a delta) over HTTP",
+    description="The same semantics as an `edit` on the live socket: the delta, made on "
+    "revision `rev`, is transformed past later revisions and applied. See the live protocol.",
+    parameter=[NOTE_ID],
+    body=json_body(EditRequest, "The base revision and the delta."),
+    response=[ok(EditApplied), ok(EditConflict, 409, "`rev` is older than the history kept: "
+                                  "rebase onto `content` at `rev`.", "application/problem+json"),
+              *problems(400, 404, 413, 415, 422)],
+    tag="live",
+)
+async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
+    body = parse_body(request, EditRequest)
+    try:
+        revision = await use_cases.apply_http_edit(_ctx(request).hub, note_id, body.rev,
+                                                   body.delta)
+    except use_cases.NoteNotFound:
+        raise _not_found() from None
+    except use_cases.EditTooOld as stale:
+        raise Problem(409, str(stale), kind="stale-revision",
+                      extra={"rev": stale.rev, "content": stale.content}) from None
+    except EditRejected as rejected:
+        raise Problem(422, getattr(rejected, "message", None) or str(rejected),
+                      kind=getattr(rejected, "code", "bad_delta").replace("_", "-"),
+                      errors=[{"loc": ["delta"], "msg": str(rejected),
+                               "type": getattr(rejected, "code", "bad_delta")}]) from None
+    return json_response({"rev": revision.rev, "delta": revision.delta})

@@ -1,0 +1,43 @@
+"""Health, the browser page and the protocol document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, file, json, text
+
+from notes.http.openapi_docs import ok, openapi, problems
+from notes.http.problems import Problem
+from notes.http.schemas import Health
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+PROTOCOL_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+bp = Blueprint("site")
+
+
+@bp.get("/health")
+@openapi.definition(summary="Is the server and its database up?",
+                    response=[ok(Health), *problems(503)], tag="service")
+async def health(request: Request) -> HTTPResponse:
+    try:
+        await request.app.ctx.store.ping()
+    except Exception:
+        raise Problem(503, "The database does not answer.", kind="database-unavailable") from None
+    return json({"status": "ok", "database": "ok"})
+
+
+@bp.get("/")
+@openapi.exclude()
+async def index(request: Request) -> HTTPResponse:
+    return await file(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@bp.get("/docs/protocol")
+@openapi.exclude()
+async def protocol(request: Request) -> HTTPResponse:
+    if not PROTOCOL_DOC.is_file():
+        raise Problem(404, "The protocol document is in docs/protocol.md of the source tree.")
+    return text(PROTOCOL_DOC.read_text(encoding="utf-8"),
+                content_type="text/markdown; charset=utf-8")

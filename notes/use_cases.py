@@ -1,0 +1,189 @@
+"""What the API does, one named function per action, between the HTTP routes and the store/hub."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from notes.collab.document import EditRejected, Revision, StaleRevision
+from notes.collab.hub import Hub
+from notes.collab.room import Room
+from notes.store.queries import NoteStore, PageKey, StoredNote
+
+
+class NoteNotFound(LookupError):
+    pass
+
+
+class PreconditionFailed(Exception):
+    pass
+
+
+class InvalidNote(ValueError):
+    """Field errors, each ``{"loc": [...], "msg": ..., "type": ...}``."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__("; ".join(error["msg"] for error in errors))
+        self.errors = errors
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+class EditTooOld(Exception):
+    def __init__(self, rev: int, content: str):
+        super().__init__("the edit's revision is older than the history the server keeps")
+        self.rev = rev
+        self.content = content
+
+
+@dataclass(frozen=True)
+class NoteLimits:
+    max_title: int = 200
+    max_content: int = 1_000_000
+    page_size: int = 50
+    max_page_size: int = 200
+
+
+def etag_of(title: str, content: str) -> str:
+    """A strong validator that changes whenever the title or the content changes."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(title.encode())
+    digest.update(b"\0")
+    digest.update(content.encode())
+    return '"' + base64.urlsafe_b64encode(digest.digest()).decode() + '"'
+
+
+def etag_matches(header: str, etag: str, *, weak: bool = False) -> bool:
+    """``*`` or any listed tag: strong comparison for ``If-Match``, weak for ``If-None-Match``."""
+    tags = [tag.strip() for tag in header.split(",")]
+    if weak:
+        tags = [tag.removeprefix("W/") for tag in tags]
+    return "*" in tags or etag in tags
+
+
+def _check_lengths(limits: NoteLimits, title: str | None, content: str | None) -> None:
+    errors = []
+    if title is not None and len(title) > limits.max_title:
+        errors.append({"loc": ["title"], "msg": f"at most {limits.max_title} characters",
+                       "type": "too_long"})
+    if content is not None and len(content) > limits.max_content:
+        errors.append({"loc": ["content"], "msg": f"at most {limits.max_content} characters",
+                       "type": "too_long"})
+    if errors:
+        raise InvalidNote(errors)
+
+
+def _live_view(note: StoredNote, room: Room | None) -> StoredNote:
+    if room is None:
+        return note
+    return replace(note, title=room.title, content=room.content, rev=room.rev)
+
+
+# --- pagination cursors ----------------------------------------------------------------------
+
+
+def encode_cursor(note: StoredNote) -> str:
+    raw = f"{note.updated_at.isoformat()}|{note.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> PageKey:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, note_id = raw.split("|")
+        key = PageKey(datetime.fromisoformat(when), uuid.UUID(note_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise InvalidCursor("the cursor is not one this server gave out") from error
+    if key.updated_at.tzinfo is None:
+        raise InvalidCursor("the cursor is not one this server gave out")
+    return key
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+async def create_note(store: NoteStore, limits: NoteLimits, title: str, content: str
+                      ) -> StoredNote:
+    _check_lengths(limits, title, content)
+    return await store.create(title, content)
+
+
+async def read_note(store: NoteStore, hub: Hub, note_id: uuid.UUID) -> StoredNote:
+    note = await store.get(note_id)
+    if note is None:
+        raise NoteNotFound(note_id)
+    return _live_view(note, hub.get(note_id))
+
+
+async def list_notes(store: NoteStore, hub: Hub, limits: NoteLimits, *, query: str | None,
+                     limit: int | None, cursor: str | None) -> tuple[list[StoredNote], str | None]:
+    size = limits.page_size if limit is None else limit
+    after = decode_cursor(cursor) if cursor else None
+    notes = await store.list(query=query or None, limit=size + 1, after=after)
+    next_cursor = encode_cursor(notes[size - 1]) if len(notes) > size else None
+    return [_live_view(note, hub.get(note.id)) for note in notes[:size]], next_cursor
+
+
+async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: uuid.UUID, *,
+                      title: str | None, content: str | None, if_match: str | None
+                      ) -> StoredNote:
+    """PUT/PATCH: applied to the live document (a minimal diff for content) and saved at once."""
+    _check_lengths(limits, title, content)
+    room = await hub.acquire(note_id)
+    if room is None:
+        raise NoteNotFound(note_id)
+    try:
+        if if_match is not None and not etag_matches(if_match, etag_of(room.title, room.content)):
+            raise PreconditionFailed(note_id)
+        if content is not None:
+            room.replace_content(content)
+        if title is not None:
+            room.set_title(title)
+        stored = await hub.flush(room)
+        if stored is None:
+            if room.deleted:
+                raise NoteNotFound(note_id)
+            stored = await store.get(note_id)
+            if stored is None:
+                raise NoteNotFound(note_id)
+        return _live_view(stored, room)
+    finally:
+        await hub.release(room)
+
+
+async def delete_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
+                      if_match: str | None) -> None:
+    if if_match is not None:
+        current = await read_note(store, hub, note_id)
+        if not etag_matches(if_match, etag_of(current.title, current.content)):
+            raise PreconditionFailed(note_id)
+    if not await store.delete(note_id):
+        raise NoteNotFound(note_id)
+    await hub.note_deleted(note_id)
+
+
+async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list) -> Revision:
+    """``POST /notes/{id}/edits``: one edit with the socket's semantics (transform, broadcast)."""
+    room = await hub.acquire(note_id)
+    if room is None:
+        raise NoteNotFound(note_id)
+    try:
+        try:
+            return room.apply_edit(rev, delta)
+        except StaleRevision as stale:
+            raise EditTooOld(room.rev, room.content) from stale
+    finally:
+        await hub.release(room)
+
+
+__all__ = [
+    "EditRejected", "EditTooOld", "InvalidCursor", "InvalidNote", "NoteLimits", "NoteNotFound",
+    "PreconditionFailed", "apply_http_edit", "create_note", "delete_note", "etag_of",
+    "etag_matches", "list_notes", "read_note", "update_note",
+]
