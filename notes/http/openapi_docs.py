@@ -42,8 +42,9 @@ def ok(model: type[BaseModel] | None, status: int = 200, description: str | None
 
 
 def problems(*statuses: int) -> list[Response]:
+    """Problem responses for these statuses, and 503 (the database does not answer)."""
     return [ok(schemas.Problem, status, content_type="application/problem+json")
-            for status in statuses]
+            for status in sorted({*statuses, 503})]
 
 
 def openapi30(schema: Any) -> Any:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from http import HTTPStatus
+
+from asyncpg.exceptions import PostgresConnectionError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from sanic import Request
 from sanic.exceptions import SanicException
@@ -71,9 +75,26 @@ def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
         status = exception.status_code
         detail = str(exception) or HTTPStatus(status).description
         return problem_response(status, _public_detail(status, detail), headers=exception.headers)
+    if database_unavailable(exception):
+        log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                    type(exception).__name__)
+        return problem_response(503, "The database does not answer; try again soon.",
+                                kind="database-unavailable", headers={"Retry-After": "5"})
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
     status = getattr(exception, "status_code", 500) if isinstance(exception, SanicException) else 500
     return problem_response(status, "The server failed to handle this request.")
+
+
+def database_unavailable(exception: BaseException) -> bool:
+    """Connection-level database failures (not bugs): answered with 503."""
+    while exception is not None:
+        if isinstance(exception, (OSError, asyncio.TimeoutError, InterfaceError,
+                                  OperationalError, PostgresConnectionError)):
+            return True
+        if isinstance(exception, DBAPIError) and exception.connection_invalidated:
+            return True
+        exception = exception.__cause__ or exception.__context__
+    return False
 
 
 def _public_detail(status: int, detail: str) -> str:

@@ -19,7 +19,7 @@ bp = Blueprint("site")
 
 @bp.get("/health")
 @openapi.definition(summary="Is the server and its database up?",
-                    response=[ok(Health), *problems(503)], tag="service")
+                    response=[ok(Health), *problems()], tag="service")
 async def health(request: Request) -> HTTPResponse:
     try:
         await request.app.ctx.store.ping()

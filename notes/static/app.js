@@ -1,0 +1,834 @@
+// The page: list, search and create notes over REST; edit one note live over its websocket.
+// URL scheme: "/" shows the list, "/?note=<id>" opens a note (shareable; back/forward work).
+
+import {
+  apply, compose, cpToUtf16, diff, transform, transformCursor, utf16ToCp,
+} from './delta.js';
+import { OTClient, randomId } from './ot.js';
+import { LiveConnection } from './live.js';
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  name: $('name'),
+  search: $('search'),
+  newNote: $('new-note'),
+  list: $('note-list'),
+  listFooter: $('list-footer'),
+  welcome: $('welcome'),
+  note: $('note'),
+  title: $('title'),
+  status: $('status'),
+  peers: $('peers'),
+  notice: $('notice'),
+  editor: $('editor'),
+  mirror: $('mirror'),
+};
+
+const SESSION_ID = randomId(10);
+const PAGE_SIZE = 50;
+const SEARCH_DEBOUNCE_MS = 250;
+const TITLE_DEBOUNCE_MS = 300;
+const PRESENCE_THROTTLE_MS = 100;
+
+// --- small helpers ---------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k === 'style') node.style.cssText = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function debounce(fn, ms) {
+  let t = null;
+  const wrapped = (...args) => {
+    clearTimeout(t);
+    wrapped.pending = true;
+    t = setTimeout(() => {
+      wrapped.pending = false;
+      fn(...args);
+    }, ms);
+  };
+  wrapped.pending = false;
+  wrapped.flush = (...args) => {
+    clearTimeout(t);
+    wrapped.pending = false;
+    fn(...args);
+  };
+  wrapped.cancel = () => {
+    clearTimeout(t);
+    wrapped.pending = false;
+  };
+  return wrapped;
+}
+
+function throttle(fn, ms) {
+  let last = 0;
+  let t = null;
+  return () => {
+    const now = Date.now();
+    clearTimeout(t);
+    if (now - last >= ms) {
+      last = now;
+      fn();
+    } else {
+      t = setTimeout(() => {
+        last = Date.now();
+        fn();
+      }, ms - (now - last));
+    }
+  };
+}
+
+const PALETTE = ['#e11d48', '#2563eb', '#16a34a', '#d97706', '#9333ea', '#0891b2', '#db2777', '#65a30d', '#7c3aed', '#ea580c'];
+
+function colorFor(key) {
+  let h = 2166136261;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
+  return PALETTE[(h >>> 0) % PALETTE.length];
+}
+
+function relativeTime(iso) {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return '';
+  const s = Math.round((Date.now() - t) / 1000);
+  if (s < 45) return 'just now';
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const h = Math.round(m / 60);
+  if (h < 24) return `${h} h ago`;
+  const d = Math.round(h / 24);
+  if (d < 7) return `${d} d ago`;
+  return new Date(t).toLocaleDateString();
+}
+
+// --- REST ------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(message, status, problem) {
+    super(message);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+async function api(path, { method = 'GET', body } = {}) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: body === undefined ? { Accept: 'application/json' } : { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new ApiError('the server cannot be reached', 0, null);
+  }
+  const type = res.headers.get('Content-Type') || '';
+  let data = null;
+  if (type.includes('json')) {
+    try { data = await res.json(); } catch (err) { data = null; }
+  }
+  if (!res.ok) {
+    const detail = data && (data.detail || data.title);
+    throw new ApiError(detail || `${res.status} ${res.statusText}`, res.status, data);
+  }
+  return data;
+}
+
+// --- display name ----------------------------------------------------------------------------
+
+const ADJECTIVES = ['Amber', 'Brave', 'Calm', 'Clever', 'Cosy', 'Curious', 'Daring', 'Eager', 'Gentle', 'Happy', 'Jolly', 'Kind', 'Lucky', 'Mellow', 'Nimble', 'Quiet', 'Sunny', 'Swift', 'Witty', 'Zesty'];
+const ANIMALS = ['Otter', 'Badger', 'Falcon', 'Fox', 'Heron', 'Koala', 'Lynx', 'Marten', 'Narwhal', 'Owl', 'Panda', 'Puffin', 'Quokka', 'Robin', 'Seal', 'Tapir', 'Wombat', 'Yak', 'Zebra', 'Gecko'];
+const NAME_KEY = 'notes.name';
+
+function friendlyName() {
+  const pick = (a) => a[Math.floor(Math.random() * a.length)];
+  return `${pick(ADJECTIVES)} ${pick(ANIMALS)}`;
+}
+
+function loadName() {
+  let name = null;
+  try { name = localStorage.getItem(NAME_KEY); } catch (err) { /* storage disabled */ }
+  if (!name || !name.trim()) {
+    name = friendlyName();
+    try { localStorage.setItem(NAME_KEY, name); } catch (err) { /* ignore */ }
+  }
+  return name;
+}
+
+let displayName = loadName();
+els.name.value = displayName;
+document.querySelector('.name-dot').style.background = colorFor(displayName);
+
+function commitName() {
+  const name = els.name.value.trim().slice(0, 100) || friendlyName();
+  els.name.value = name;
+  if (name === displayName) return;
+  displayName = name;
+  document.querySelector('.name-dot').style.background = colorFor(name);
+  try { localStorage.setItem(NAME_KEY, name); } catch (err) { /* ignore */ }
+  if (session) session.live.setName(name);
+}
+els.name.addEventListener('change', commitName);
+els.name.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter') {
+    e.preventDefault();
+    els.name.blur();
+  }
+});
+
+// --- routing ---------------------------------------------------------------------------------
+
+function noteIdFromUrl() {
+  return new URLSearchParams(location.search).get('note');
+}
+
+function noteUrl(id) {
+  return id ? `/?note=${encodeURIComponent(id)}` : '/';
+}
+
+function navigate(id, { replace = false } = {}) {
+  const url = noteUrl(id);
+  if (location.pathname + location.search !== url) {
+    history[replace ? 'replaceState' : 'pushState']({ note: id || null }, '', url);
+  }
+  route();
+}
+
+function route() {
+  const id = noteIdFromUrl();
+  if (id) {
+    if (!session || session.id !== id) openNote(id);
+  } else {
+    closeNote();
+  }
+  markActive();
+}
+
+window.addEventListener('popstate', route);
+
+document.addEventListener('click', (e) => {
+  const a = e.target.closest('a[data-nav], a[data-note-id]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  e.preventDefault();
+  navigate(a.dataset.noteId || null);
+});
+
+// --- the list --------------------------------------------------------------------------------
+
+const list = { q: '', cursor: null, items: new Map(), seq: 0 };
+
+function snippet(content) {
+  const s = (content || '').replace(/\s+/g, ' ').trim();
+  return s.length > 120 ? `${s.slice(0, 120)}…` : s;
+}
+
+function noteItem(note) {
+  return el('li', { class: 'note-item', dataset: { id: note.id } },
+    el('a', { class: 'note-link', href: noteUrl(note.id), dataset: { noteId: note.id } },
+      el('span', { class: 'note-title' }, note.title || 'Untitled'),
+      el('span', { class: 'note-snippet' }, snippet(note.content) || 'Empty note'),
+      el('time', { class: 'note-time', datetime: note.updated_at, title: note.updated_at ? new Date(note.updated_at).toLocaleString() : null },
+        relativeTime(note.updated_at))));
+}
+
+function listMessage(text, cls = 'list-empty') {
+  els.list.replaceChildren(el('li', { class: cls }, text));
+}
+
+async function loadList({ append = false } = {}) {
+  const seq = ++list.seq;
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (list.q) params.set('q', list.q);
+  if (append && list.cursor) params.set('cursor', list.cursor);
+  els.list.setAttribute('aria-busy', 'true');
+  try {
+    const page = await api(`/notes?${params}`);
+    if (seq !== list.seq) return; // a newer search won
+    if (!append) {
+      list.items.clear();
+      els.list.replaceChildren();
+    }
+    for (const note of page.items || []) {
+      list.items.set(note.id, note);
+      els.list.append(noteItem(note));
+    }
+    list.cursor = page.next_cursor || null;
+    if (!list.items.size) {
+      listMessage(list.q ? `No notes match “${list.q}”.` : 'No notes yet. Create the first one!');
+    }
+    els.listFooter.replaceChildren(list.cursor
+      ? el('button', { class: 'btn subtle', type: 'button', onclick: () => loadList({ append: true }) }, 'Load more')
+      : '');
+    markActive();
+  } catch (err) {
+    if (seq !== list.seq) return;
+    listMessage(`Could not load notes: ${err.message}.`, 'list-error');
+    els.listFooter.replaceChildren(el('button', { class: 'btn subtle', type: 'button', onclick: () => loadList() }, 'Try again'));
+  } finally {
+    if (seq === list.seq) els.list.removeAttribute('aria-busy');
+  }
+}
+
+function markActive() {
+  const id = session ? session.id : null;
+  for (const li of els.list.querySelectorAll('.note-item')) {
+    li.classList.toggle('active', li.dataset.id === id);
+    const a = li.querySelector('a');
+    if (li.dataset.id === id) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+/** Keep the open note's list entry in step with what happens in it. */
+function updateListEntry(id, fields) {
+  const li = els.list.querySelector(`.note-item[data-id="${CSS.escape(id)}"]`);
+  if (!li) return;
+  if ('title' in fields) li.querySelector('.note-title').textContent = fields.title || 'Untitled';
+  if ('content' in fields) li.querySelector('.note-snippet').textContent = snippet(fields.content) || 'Empty note';
+}
+
+const searchNow = debounce(() => {
+  list.q = els.search.value.trim();
+  list.cursor = null;
+  loadList();
+}, SEARCH_DEBOUNCE_MS);
+els.search.addEventListener('input', () => searchNow());
+els.search.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter') searchNow.flush();
+  if (e.key === 'Escape') {
+    els.search.value = '';
+    searchNow.flush();
+  }
+});
+
+async function createNote({ title = 'Untitled note', content = '' } = {}) {
+  const note = await api('/notes', { method: 'POST', body: { title, content } });
+  list.items.set(note.id, note);
+  if (!list.q) {
+    els.list.querySelector('.list-empty')?.remove();
+    els.list.prepend(noteItem(note));
+  }
+  navigate(note.id);
+  els.title.focus();
+  els.title.select();
+  return note;
+}
+
+async function onNewNote() {
+  els.newNote.disabled = true;
+  try {
+    await createNote();
+  } catch (err) {
+    showNotice(`Could not create a note: ${err.message}`);
+  } finally {
+    els.newNote.disabled = false;
+  }
+}
+els.newNote.addEventListener('click', onNewNote);
+document.querySelector('[data-action="new-note"]').addEventListener('click', onNewNote);
+
+// --- notices ---------------------------------------------------------------------------------
+
+let noticeTimer = null;
+
+function showNotice(text, { sticky = false, kind = 'error' } = {}) {
+  clearTimeout(noticeTimer);
+  els.notice.querySelector('.notice-text').textContent = text;
+  els.notice.dataset.kind = kind;
+  els.notice.hidden = false;
+  if (!sticky) noticeTimer = setTimeout(hideNotice, 8000);
+}
+
+function hideNotice() {
+  clearTimeout(noticeTimer);
+  els.notice.hidden = true;
+}
+els.notice.querySelector('.notice-close').addEventListener('click', hideNotice);
+
+const ERROR_TEXT = {
+  too_large: 'That change would make the note too long, so it was undone.',
+  bad_title: 'That title is too long.',
+  bad_delta: 'An edit did not fit the text; reloading the note from the server.',
+  future_rev: 'Out of step with the server; reloading the note from the server.',
+  bad_message: 'The server did not understand a message.',
+  bad_json: 'The server did not understand a message.',
+};
+
+// --- the open note ---------------------------------------------------------------------------
+
+/** @type {NoteSession|null} */
+let session = null;
+
+class NoteSession {
+  constructor(id) {
+    this.id = id;
+    this.client = new OTClient({ sessionId: SESSION_ID });
+    this.lastValue = ''; // what the textarea held after the last sync with the client
+    this.domPending = null; // remote changes not yet shown (while an IME composition runs)
+    this.composing = false;
+    this.ready = false;
+    this.connection = 'connecting';
+    this.live = new LiveConnection({
+      noteId: id,
+      name: displayName,
+      client: this.client,
+      onStatus: (status) => {
+        this.connection = status;
+        renderStatus();
+        if (status === 'deleted') this.onDeleted();
+      },
+    });
+    const c = this.client;
+    this.off = [
+      c.on('text', (e) => this.onRemoteText(e)),
+      c.on('title', ({ title }) => this.onRemoteTitle(title)),
+      c.on('peers', () => scheduleOverlay()),
+      c.on('state', () => renderStatus()),
+      c.on('hello', () => this.onHello()),
+      c.on('error', (msg) => showNotice(ERROR_TEXT[msg.code] || msg.message || `Error: ${msg.code}`)),
+      c.on('deleted', () => this.onDeleted()),
+    ];
+    this.live.start();
+  }
+
+  onHello() {
+    if (!this.ready) {
+      this.ready = true;
+      els.editor.readOnly = false;
+      els.editor.placeholder = 'Start typing…';
+      if (document.activeElement !== els.title) els.editor.focus({ preventScroll: true });
+      els.editor.setSelectionRange(0, 0);
+    }
+    if (document.activeElement !== els.title) els.title.value = this.client.title;
+    document.title = `${this.client.title || 'Untitled'} · notes`;
+    this.sendCursor();
+  }
+
+  onDeleted() {
+    if (this.deletedShown) return;
+    this.deletedShown = true;
+    els.editor.readOnly = true;
+    els.title.readOnly = true;
+    renderStatus();
+    showNotice('This note was deleted (or does not exist).', { sticky: true, kind: 'warning' });
+    const li = els.list.querySelector(`.note-item[data-id="${CSS.escape(this.id)}"]`);
+    if (li) li.remove();
+  }
+
+  onRemoteTitle(title) {
+    if (els.title.value !== title) {
+      const focused = document.activeElement === els.title;
+      const s = els.title.selectionStart;
+      const e = els.title.selectionEnd;
+      els.title.value = title;
+      if (focused) els.title.setSelectionRange(Math.min(s, title.length), Math.min(e, title.length));
+    }
+    document.title = `${title || 'Untitled'} · notes`;
+    updateListEntry(this.id, { title });
+  }
+
+  // Text: the textarea always shows lastValue (+ domPending once flushed) == client.text.
+
+  onRemoteText({ delta, source, text }) {
+    if (source === 'reset' || delta === null) {
+      this.domPending = null;
+      setEditorValue(text, null);
+      this.lastValue = text;
+    } else {
+      this.domPending = this.domPending ? compose(this.domPending, delta) : delta;
+      if (!this.composing) this.flushDom();
+    }
+    scheduleOverlay();
+    updateListEntry(this.id, { content: text });
+  }
+
+  flushDom() {
+    const d = this.domPending;
+    this.domPending = null;
+    if (!d) return;
+    const ta = els.editor;
+    const value = ta.value;
+    let next;
+    try {
+      next = apply(value, d);
+    } catch (err) {
+      next = null;
+    }
+    if (next === null || next !== this.client.text) {
+      // should not happen: show the client's text as it is
+      console.warn('notes: the editor was out of step; resetting it');
+      next = this.client.text;
+      setEditorValue(next, null);
+    } else {
+      const start = utf16ToCp(value, ta.selectionStart);
+      const end = utf16ToCp(value, ta.selectionEnd);
+      // the local caret stays before text others insert right at it
+      const moved = transformCursor({ index: start, length: end - start }, d, false);
+      setEditorValue(next, moved);
+    }
+    this.lastValue = next;
+  }
+
+  onInput() {
+    if (!this.ready || this.client.deleted) return;
+    const ta = els.editor;
+    const value = ta.value;
+    if (value === this.lastValue) return;
+    const caret = utf16ToCp(value, ta.selectionEnd);
+    let d = diff(this.lastValue, value, caret);
+    if (this.domPending) {
+      // the client's text already has remote changes the textarea does not show yet
+      const remote = this.domPending;
+      this.domPending = transform(remote, d, true);
+      d = transform(d, remote, false);
+    }
+    this.lastValue = value;
+    this.client.localEdit(d);
+    if (!this.composing && this.domPending) this.flushDom();
+    scheduleOverlay();
+    updateListEntry(this.id, { content: this.client.text });
+    this.sendCursor();
+  }
+
+  onCompositionEnd() {
+    this.composing = false;
+    // the final input event may come after compositionend; flush on the next tick
+    setTimeout(() => {
+      if (session === this && !this.composing && this.domPending) {
+        this.flushDom();
+        scheduleOverlay();
+      }
+    }, 0);
+  }
+
+  localCursor() {
+    const ta = els.editor;
+    const value = ta.value;
+    const s = utf16ToCp(value, ta.selectionStart);
+    const e = utf16ToCp(value, ta.selectionEnd);
+    return { index: s, length: e - s };
+  }
+
+  sendCursor() {
+    if (!this.ready || this.domPending) return;
+    const c = this.localCursor();
+    const prev = this.client.cursor;
+    if (prev && prev.index === c.index && prev.length === c.length && this.client.sentCursorClean) return;
+    this.throttledCursor();
+  }
+
+  throttledCursor = throttle(() => {
+    if (session !== this || !this.ready || this.domPending) return;
+    this.client.setCursor(this.localCursor());
+  }, PRESENCE_THROTTLE_MS);
+
+  setTitle = debounce((title) => {
+    this.client.setTitle(title);
+    document.title = `${title || 'Untitled'} · notes`;
+    updateListEntry(this.id, { title });
+  }, TITLE_DEBOUNCE_MS);
+
+  destroy() {
+    this.setTitle.cancel();
+    for (const off of this.off) off();
+    this.live.stop();
+  }
+}
+
+function setEditorValue(text, cursor) {
+  const ta = els.editor;
+  const scroll = ta.scrollTop;
+  const dir = ta.selectionDirection;
+  const focused = document.activeElement === ta;
+  if (ta.value !== text) ta.value = text;
+  if (cursor) {
+    const s = cpToUtf16(text, cursor.index);
+    const e = cpToUtf16(text, cursor.index + cursor.length, s, cursor.index);
+    if (focused || ta.selectionStart !== s || ta.selectionEnd !== e) ta.setSelectionRange(s, e, dir);
+  }
+  ta.scrollTop = scroll;
+}
+
+function openNote(id) {
+  if (session) {
+    if (session.setTitle.pending) session.setTitle.flush(els.title.value);
+    session.destroy();
+  }
+  hideNotice();
+  session = new NoteSession(id);
+  els.welcome.hidden = true;
+  els.note.hidden = false;
+  document.body.classList.add('has-note');
+  const known = list.items.get(id);
+  els.title.value = known ? known.title : '';
+  els.title.readOnly = false;
+  els.editor.value = '';
+  els.editor.readOnly = true;
+  els.editor.placeholder = 'Connecting…';
+  els.mirror.replaceChildren();
+  document.title = `${known ? known.title || 'Untitled' : 'Note'} · notes`;
+  renderStatus();
+  scheduleOverlay();
+}
+
+function closeNote() {
+  if (session) {
+    session.destroy();
+    session = null;
+    loadList(); // pick up what changed while the note was open
+  }
+  hideNotice();
+  els.note.hidden = true;
+  els.welcome.hidden = false;
+  document.body.classList.remove('has-note');
+  document.title = 'notes';
+}
+
+// editor events (one set, for whichever note is open)
+els.editor.addEventListener('input', () => session && session.onInput());
+els.editor.addEventListener('compositionstart', () => {
+  if (session) session.composing = true;
+});
+els.editor.addEventListener('compositionend', () => session && session.onCompositionEnd());
+for (const ev of ['select', 'keyup', 'mouseup', 'focus']) {
+  els.editor.addEventListener(ev, () => session && session.sendCursor());
+}
+document.addEventListener('selectionchange', () => {
+  if (session && document.activeElement === els.editor) session.sendCursor();
+});
+els.editor.addEventListener('scroll', () => {
+  els.mirror.scrollTop = els.editor.scrollTop;
+  els.mirror.scrollLeft = els.editor.scrollLeft;
+});
+els.title.addEventListener('input', () => session && session.setTitle(els.title.value));
+els.title.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter') {
+    e.preventDefault();
+    if (session) session.setTitle.flush(els.title.value);
+    els.editor.focus();
+  }
+});
+els.title.addEventListener('blur', () => session && session.setTitle.flush(els.title.value));
+
+// --- status ----------------------------------------------------------------------------------
+
+const CONNECTION_TEXT = {
+  idle: 'connecting',
+  connecting: 'connecting',
+  connected: 'connected',
+  reconnecting: 'reconnecting',
+  offline: 'offline',
+  closed: 'offline',
+  deleted: 'note deleted',
+};
+
+function renderStatus() {
+  if (!session) return;
+  const conn = els.status.querySelector('.conn');
+  const save = els.status.querySelector('.save');
+  const c = session.client;
+  const state = c.deleted ? 'deleted' : session.connection;
+  conn.dataset.state = state;
+  conn.textContent = CONNECTION_TEXT[state] || state;
+  if (state === 'offline' || state === 'reconnecting') {
+    const secs = Math.ceil(session.live.nextDelay / 1000);
+    conn.title = `Retrying in about ${secs} s; keep typing, nothing is lost.`;
+  } else {
+    conn.title = '';
+  }
+  const saved = c.saved;
+  if (c.rev === null) {
+    save.hidden = true;
+    els.status.querySelector('.sep').hidden = true;
+    conn.dataset.state = state;
+    els.status.dataset.connection = state;
+    els.status.dataset.saved = 'false';
+    return;
+  }
+  save.dataset.state = saved ? 'saved' : 'unsaved';
+  save.textContent = saved ? 'saved' : 'unsaved changes';
+  save.hidden = c.deleted;
+  els.status.querySelector('.sep').hidden = c.deleted;
+  els.status.dataset.connection = state;
+  els.status.dataset.saved = saved ? 'true' : 'false';
+}
+
+// --- presence: peers list and cursors over the editor ----------------------------------------
+
+function lineCol(text, cpIndex) {
+  const u = cpToUtf16(text, cpIndex);
+  const before = text.slice(0, u);
+  const line = before.split('\n').length;
+  const col = utf16ToCp(before, before.length) - utf16ToCp(before, before.lastIndexOf('\n') + 1) + 1;
+  return { line, col };
+}
+
+function renderPeers() {
+  if (!session) return;
+  const c = session.client;
+  const peers = [...c.peers.values()];
+  const chips = peers.map((p) => {
+    const color = colorFor(p.client);
+    const cur = c.peerCursor(p);
+    let where = '';
+    if (cur) {
+      const { line, col } = lineCol(c.text, Math.min(cur.index, [...c.text].length));
+      where = `Ln ${line}, Col ${col}`;
+    }
+    return el('span', {
+      class: 'peer', title: where ? `${p.name}: ${where}` : p.name,
+      dataset: { client: p.client, name: p.name, cursor: cur ? String(cur.index) : '' },
+      style: `--peer: ${color}`,
+    }, el('span', { class: 'peer-dot', 'aria-hidden': 'true' }, (p.name || '?').trim().charAt(0).toUpperCase() || '?'),
+    el('span', { class: 'peer-name' }, p.name || 'anonymous'),
+    where ? el('span', { class: 'peer-where' }, where) : null);
+  });
+  if (!chips.length) chips.push(el('span', { class: 'peers-alone' }, session.connection === 'connected' ? 'Only you here' : ''));
+  els.peers.replaceChildren(...chips);
+}
+
+/** The mirror div behind the textarea: same text, with the peers' selections and carets. */
+function renderOverlay() {
+  if (!session) return;
+  const c = session.client;
+  const text = els.editor.value;
+  const marks = [];
+  for (const p of c.peers.values()) {
+    const cur = c.peerCursor(p);
+    if (!cur) continue;
+    const color = colorFor(p.client);
+    const s = cpToUtf16(text, cur.index);
+    const e = cur.length ? cpToUtf16(text, cur.index + cur.length) : s;
+    marks.push({ s: Math.min(s, text.length), e: Math.min(e, text.length), color, name: p.name || 'anonymous', client: p.client });
+  }
+  const nodes = [];
+  // cut points: every selection edge and caret
+  const cuts = new Set([0, text.length]);
+  for (const m of marks) {
+    cuts.add(m.s);
+    cuts.add(m.e);
+  }
+  const points = [...cuts].sort((a, b) => a - b);
+  for (let i = 0; i < points.length; i++) {
+    const at = points[i];
+    for (const m of marks) {
+      if (m.e === at) {
+        nodes.push(el('span', { class: 'caret', style: `--peer: ${m.color}`, dataset: { client: m.client } },
+          el('span', { class: 'caret-label' }, m.name)));
+      }
+    }
+    const next = points[i + 1];
+    if (next === undefined || next === at) continue;
+    const piece = text.slice(at, next);
+    const cover = marks.find((m) => m.s <= at && m.e >= next && m.e > m.s);
+    nodes.push(cover ? el('span', { class: 'sel', style: `--peer: ${cover.color}` }, piece) : document.createTextNode(piece));
+  }
+  nodes.push(document.createTextNode('\u200b')); // keeps a trailing newline's line
+  els.mirror.replaceChildren(...nodes);
+  els.mirror.scrollTop = els.editor.scrollTop;
+}
+
+let overlayQueued = false;
+
+function scheduleOverlay() {
+  if (overlayQueued) return;
+  overlayQueued = true;
+  requestAnimationFrame(() => {
+    overlayQueued = false;
+    renderPeers();
+    renderOverlay();
+  });
+}
+
+new ResizeObserver(() => scheduleOverlay()).observe(els.editor);
+
+// --- automation hook -------------------------------------------------------------------------
+
+function whenIdle(timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = () => {
+      if (session && session.connection === 'connected' && !session.client.pending && !session.domPending) {
+        resolve(window.notesApp.state());
+      } else if (Date.now() - t0 > timeoutMs) {
+        reject(new Error('notes: still not idle'));
+      } else {
+        setTimeout(tick, 20);
+      }
+    };
+    tick();
+  });
+}
+
+window.notesApp = {
+  /** The open note's id, or null on the list. */
+  get noteId() {
+    return session ? session.id : null;
+  },
+  get name() {
+    return displayName;
+  },
+  /** {noteId, rev, text, title, pending, connected, status, saved, peers, clientId, editorText} */
+  state() {
+    if (!session) return { noteId: null, rev: null, text: null, title: null, pending: false, connected: false, status: 'idle', saved: true, peers: [], clientId: null, editorText: null };
+    const s = session.client.state();
+    return {
+      noteId: session.id,
+      rev: s.rev,
+      text: s.text,
+      title: s.title,
+      pending: s.pending,
+      connected: session.connection === 'connected',
+      status: session.client.deleted ? 'deleted' : session.connection,
+      saved: s.saved,
+      savedRev: s.savedRev,
+      peers: s.peers.map((p) => ({ client: p.client, name: p.name, cursor: p.localCursor })),
+      clientId: s.clientId,
+      editorText: els.editor.value,
+    };
+  },
+  /** Drop the live connection as a network failure would; it reconnects with backoff. */
+  dropConnection() {
+    if (session) session.live.drop();
+  },
+  /** Go offline until reconnect() (typing keeps working). */
+  disconnect() {
+    if (session) session.live.suspend();
+  },
+  reconnect() {
+    if (session) session.live.resume();
+  },
+  /** Resolves with state() once connected with nothing pending. */
+  whenIdle,
+  open(id) {
+    navigate(id);
+  },
+  showList() {
+    navigate(null);
+  },
+  createNote,
+  refreshList: () => loadList(),
+  setName(name) {
+    els.name.value = name;
+    commitName();
+  },
+  get client() {
+    return session ? session.client : null;
+  },
+};
+
+// --- start -----------------------------------------------------------------------------------
+
+loadList();
+route();
+window.addEventListener('focus', () => {
+  if (!session && !els.search.value) loadList();
+});

@@ -1,0 +1,179 @@
+"""One real PostgreSQL (the embedded one) for the test session, and real servers on real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from notes.store.embedded import EmbeddedPostgres
+from notes.store.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+# Short save windows so that debounce behaviour shows within a test.
+TEST_SERVER_ENV = {
+    "NOTES_SAVE_DEBOUNCE": "0.3",
+    "NOTES_SAVE_MAX_WAIT": "1.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
+               message: str = "condition") -> object:
+    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+async def wait_for(predicate: Callable[[], object], timeout: float = 10.0,
+                   message: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(0.01)
+
+
+class ServerProcess:
+    """``python -m notes serve`` as a child process on a free port."""
+
+    def __init__(self, database_url: str, env: dict[str, str] | None = None,
+                 log_name: str = "server"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"{log_name}-{self.port}.log"
+        self.env = {
+            **os.environ,
+            **TEST_SERVER_ENV,
+            "NOTES_DATABASE_URL": database_url,
+            "NOTES_PORT": str(self.port),
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "notes", "serve"], env=self.env, stdout=log,
+            stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        log.close()
+        wait_until(self._ready, timeout, 0.05, f"the server on port {self.port}")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"the server exited early; see {self.log_path}:\n"
+                                 + self.log_path.read_text()[-3000:])
+        try:
+            return httpx.get(self.url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.process = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A real PostgreSQL for the whole session, migrated to head (NOTES_TEST_DATABASE_URL or embedded)."""
+    given = os.environ.get("NOTES_TEST_DATABASE_URL")
+    if given:
+        upgrade(given)
+        yield given
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="notes-test-db-"))
+    embedded = EmbeddedPostgres(data_dir)
+    url = embedded.start()
+    upgrade(url)
+    yield url
+    embedded.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str) -> Iterator[ServerProcess]:
+    """One server process for the session (per-test servers only where a test must stop one)."""
+    process = ServerProcess(database_url, log_name="session-server").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def sql(database_url: str) -> Callable[..., list]:
+    """Run one SQL statement against the test database (fresh connection each time)."""
+    from sqlalchemy import text
+
+    from notes.store.database import make_engine
+
+    def run(statement: str, **params) -> list:
+        async def go() -> list:
+            engine = make_engine(database_url, pool_size=1)
+            try:
+                async with engine.begin() as connection:
+                    result = await connection.execute(text(statement), params)
+                    return list(result.all()) if result.returns_rows else []
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(go())
+
+    return run
+
+
+@pytest.fixture
+def make_note(http: httpx.Client) -> Callable[..., dict]:
+    def create(title: str = "A note", content: str = "") -> dict:
+        response = http.post("/notes", json={"title": title, "content": content})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    return create
