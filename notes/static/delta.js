@@ -331,7 +331,7 @@ export function transformCursor(cursor, delta, push = true) {
 
 /**
  * A delta turning `oldText` into `newText`: the common prefix and suffix are kept and the middle
- * replaced. `cursor` (optional, code points in newText) is where the caret ended up after the
+ * diffed (Myers) or, when that is too costly, replaced. `cursor` (optional, code points in newText) is where the caret ended up after the
  * change; it settles ambiguous cases such as typing "a" in "aa", so the delta says what the user
  * did. Never splits a surrogate pair.
  */
@@ -366,7 +366,90 @@ export function diff(oldText, newText, cursor = null) {
   }
   const out = new Builder();
   out.push('retain', utf16ToCp(oldText, prefix));
-  out.push('insert', newText.slice(prefix, lb - suffix));
-  out.push('delete', cpLength(oldText.slice(prefix, la - suffix)));
+  const oldMid = oldText.slice(prefix, la - suffix);
+  const newMid = newText.slice(prefix, lb - suffix);
+  if (oldMid && newMid && !refineMiddle(out, Array.from(oldMid), Array.from(newMid))) {
+    out.push('insert', newMid);
+    out.push('delete', cpLength(oldMid));
+  } else if (!oldMid || !newMid) {
+    out.push('insert', newMid);
+    out.push('delete', cpLength(oldMid));
+  }
   return out.finish();
+}
+
+/**
+ * Myers' O(ND) diff of two code point arrays, pushed onto `out` as retain/insert/delete. Gives
+ * up (returns false, pushing nothing) when the edit distance or the work would be too large;
+ * the caller then replaces the middle wholesale. A fine-grained diff matters when rebasing text
+ * typed offline: edits elsewhere in the note must not swallow it.
+ */
+function refineMiddle(out, a, b) {
+  const n = a.length;
+  const m = b.length;
+  const limit = Math.min(n + m, 1000, Math.floor(20_000_000 / (n + m)));
+  const off = limit + 1;
+  const v = new Int32Array(2 * limit + 3);
+  const trace = [];
+  let end = -1;
+  for (let d = 0; d <= limit && end < 0; d++) {
+    trace.push(v.slice(off - d - 1, off + d + 2)); // v[k] for k in [-d-1, d+1], before step d
+    for (let k = -d; k <= d; k += 2) {
+      let x = k === -d || (k !== d && v[off + k - 1] < v[off + k + 1]) ? v[off + k + 1] : v[off + k - 1] + 1;
+      let y = x - k;
+      while (x < n && y < m && a[x] === b[y]) {
+        x++;
+        y++;
+      }
+      v[off + k] = x;
+      if (x >= n && y >= m) {
+        end = d;
+        break;
+      }
+    }
+  }
+  if (end < 0) return false;
+  // walk back from (n, m) to (0, 0)
+  const steps = []; // 0 = keep, 1 = insert b[y], 2 = delete a[x] (reversed)
+  let x = n;
+  let y = m;
+  for (let d = end; d > 0; d--) {
+    const prev = trace[d]; // index of k in prev: k + d + 1
+    const at = (k) => prev[k + d + 1];
+    const k = x - y;
+    const prevK = k === -d || (k !== d && at(k - 1) < at(k + 1)) ? k + 1 : k - 1;
+    const prevX = at(prevK);
+    const prevY = prevX - prevK;
+    while (x > prevX && y > prevY) {
+      steps.push(0);
+      x--;
+      y--;
+    }
+    if (x === prevX) steps.push(1);
+    else steps.push(2);
+    x = prevX;
+    y = prevY;
+  }
+  while (x > 0 && y > 0) {
+    steps.push(0);
+    x--;
+    y--;
+  }
+  x = 0;
+  y = 0;
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const s = steps[i];
+    if (s === 0) {
+      out.push('retain', 1);
+      x++;
+      y++;
+    } else if (s === 1) {
+      out.push('insert', b[y]);
+      y++;
+    } else {
+      out.push('delete', 1);
+      x++;
+    }
+  }
+  return true;
 }

@@ -149,7 +149,8 @@ export class OTClient {
 
   onHello(msg) {
     this.clientId = msg.client;
-    this.peers = new Map((msg.peers || []).map((p) => [p.client, { ...p, cursor: p.cursor || null }]));
+    // the peers' cursors are at msg.rev: set them once the missed edits are processed
+    this.peers = new Map();
     const first = this.rev === null;
     if (first) this.savedRev = msg.rev; // what was loaded is stored (or `saved` will say)
     this.forceFull = false;
@@ -172,6 +173,7 @@ export class OTClient {
     } else {
       this.rebaseOnto(diff(this.serverText, msg.content), msg.rev, msg.content);
     }
+    this.peers = new Map((msg.peers || []).map((p) => [p.client, { ...p, cursor: p.cursor || null }]));
     if (this.pendingTitle !== null) {
       this.title = this.pendingTitle;
     } else if (this.title !== msg.title) {
@@ -235,6 +237,7 @@ export class OTClient {
       if (!this.buffer.length) this.buffer = null;
     }
     this.text = apply(this.text, local);
+    this.cursor = transformCursor(this.cursor, local, false);
     this.emit('text', { text: this.text, delta: local, source: 'undo', client: null });
   }
 
@@ -270,6 +273,7 @@ export class OTClient {
     this.awaiting = awaiting;
     this.buffer = buffer;
     this.text = text;
+    this.cursor = transformCursor(this.cursor, d, false);
     for (const peer of this.peers.values()) {
       peer.cursor = transformCursor(peer.cursor, delta, client === null || peer.client === client);
     }
@@ -311,6 +315,7 @@ export class OTClient {
   localEdit(delta) {
     if (!delta || !delta.length) return;
     this.text = apply(this.text, delta);
+    this.cursor = transformCursor(this.cursor, delta, true);
     if (this.awaiting === null && this.synced) {
       this.awaiting = { ref: this.nextRef(), delta };
       this.flush();
