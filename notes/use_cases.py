@@ -12,6 +12,7 @@ from datetime import datetime
 from notes.collab.document import EditRejected, Revision, StaleRevision
 from notes.collab.hub import Hub
 from notes.collab.room import Room
+from notes.collab.text import text_problem
 from notes.store.queries import NoteStore, PageKey, StoredNote
 
 
@@ -67,14 +68,18 @@ def etag_matches(header: str, etag: str, *, weak: bool = False) -> bool:
     return "*" in tags or etag in tags
 
 
-def _check_lengths(limits: NoteLimits, title: str | None, content: str | None) -> None:
+def _check_fields(limits: NoteLimits, title: str | None, content: str | None) -> None:
     errors = []
-    if title is not None and len(title) > limits.max_title:
-        errors.append({"loc": ["title"], "msg": f"at most {limits.max_title} characters",
-                       "type": "too_long"})
-    if content is not None and len(content) > limits.max_content:
-        errors.append({"loc": ["content"], "msg": f"at most {limits.max_content} characters",
-                       "type": "too_long"})
+    for field, value, limit in (("title", title, limits.max_title),
+                                ("content", content, limits.max_content)):
+        if value is None:
+            continue
+        if len(value) > limit:
+            errors.append({"loc": [field], "msg": f"at most {limit} characters",
+                           "type": "too_long"})
+        problem = text_problem(value)
+        if problem:
+            errors.append({"loc": [field], "msg": problem, "type": "invalid_text"})
     if errors:
         raise InvalidNote(errors)
 
@@ -110,7 +115,7 @@ def decode_cursor(cursor: str) -> PageKey:
 
 async def create_note(store: NoteStore, limits: NoteLimits, title: str, content: str
                       ) -> StoredNote:
-    _check_lengths(limits, title, content)
+    _check_fields(limits, title, content)
     return await store.create(title, content)
 
 
@@ -134,7 +139,7 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
                       title: str | None, content: str | None, if_match: str | None
                       ) -> StoredNote:
     """PUT/PATCH: applied to the live document (a minimal diff for content) and saved at once."""
-    _check_lengths(limits, title, content)
+    _check_fields(limits, title, content)
     room = await hub.acquire(note_id)
     if room is None:
         raise NoteNotFound(note_id)

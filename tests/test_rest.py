@@ -153,6 +153,14 @@ def test_body_over_limit_is_413(http: httpx.Client):
     assert_problem(response, 413)
 
 
+@pytest.mark.parametrize("text", [b"nul \\u0000 inside", b"lone \\ud800 surrogate"])
+def test_text_postgresql_cannot_store_is_422(http: httpx.Client, text):
+    body = b'{"title": "t", "content": "' + text + b'"}'
+    response = http.post("/notes", content=body, headers={"content-type": "application/json"})
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["loc"] == ["content"]
+
+
 def test_limits_are_422(http: httpx.Client, make_note):
     problem = assert_problem(http.post("/notes", json={"title": "é" * 201}), 422)
     assert problem["errors"][0]["loc"] == ["title"]
@@ -205,9 +213,11 @@ def test_search_finds_words_in_title_and_content(http: httpx.Client, make_note):
 
 def test_list_rejects_bad_limit_and_cursor(http: httpx.Client):
     assert_problem(http.get("/notes", params={"limit": 0}), 422)
-    assert_problem(http.get("/notes", params={"limit": 10_000}), 422)
+    assert_problem(http.get("/notes", params={"limit": 2**31}), 422)
+    assert http.get("/notes", params={"limit": 10_000}).status_code == 200  # capped
     assert_problem(http.get("/notes", params={"limit": "many"}), 422)
     assert_problem(http.get("/notes", params={"cursor": "garbage!"}), 400)
+    assert_problem(http.get("/notes", params={"q": "nul \x00"}), 422)
 
 
 def test_health_ok(http: httpx.Client):

@@ -1,4 +1,4 @@
-"""Create the notes table, its listing index and its full-text search index.
+"""Create the notes table, its listing index and its full-text search column and index.
 
 Revision ID: 0001
 Revises:
@@ -7,6 +7,7 @@ Create Date: 2026-11-26
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0001"
 down_revision = None
@@ -25,16 +26,22 @@ def upgrade() -> None:
                   nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
                   nullable=False),
+        sa.Column(
+            "search_vector",
+            postgresql.TSVECTOR(),
+            sa.Computed(
+                "to_tsvector('english'::regconfig, left(title || ' ' || content, 100000))",
+                persisted=True,
+            ),
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_notes"),
     )
     op.create_index("ix_notes_updated_at_id", "notes", ["updated_at", "id"])
-    op.execute(
-        "CREATE INDEX ix_notes_search ON notes USING gin "
-        "(to_tsvector('english'::regconfig, left(title || ' ' || content, 100000)))"
-    )
+    op.create_index("ix_notes_search_vector", "notes", ["search_vector"],
+                    postgresql_using="gin")
 
 
 def downgrade() -> None:
-    op.drop_index("ix_notes_search", table_name="notes")
+    op.drop_index("ix_notes_search_vector", table_name="notes")
     op.drop_index("ix_notes_updated_at_id", table_name="notes")
     op.drop_table("notes")

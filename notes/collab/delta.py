@@ -14,6 +14,8 @@ from __future__ import annotations
 import difflib
 import math
 
+from notes.collab.text import text_problem
+
 Op = dict
 Delta = list[dict]
 
@@ -48,10 +50,9 @@ def _validate_op(i: int, op: object) -> Op:
     if kind == "insert":
         if not isinstance(value, str) or not value:
             raise DeltaError(f"op {i}: insert must be a non-empty string")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise DeltaError(f"op {i}: insert contains a lone surrogate") from None
+        problem = text_problem(value)
+        if problem:
+            raise DeltaError(f"op {i}: {problem}")
         return {"insert": value}
     if kind in ("retain", "delete"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

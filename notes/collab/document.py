@@ -77,6 +77,7 @@ class LiveDocument:
         state: bytes | None = None,
         history_limit: int = 2000,
         max_length: int = 1_000_000,
+        history: list[Revision] | None = None,
     ) -> None:
         self._doc: Doc = Doc()
         if state is not None:
@@ -90,6 +91,8 @@ class LiveDocument:
         self._rev = rev
         self._history: deque[Revision] = deque(maxlen=history_limit)
         self.max_length = max_length
+        if history and _consecutive_up_to(history, rev):
+            self._history.extend(history)
 
     @property
     def text(self) -> str:
@@ -130,6 +133,10 @@ class LiveDocument:
         if count == 0:
             return []
         return list(self._history)[-count:]
+
+    def recent_revisions(self, count: int) -> list[Revision]:
+        """The last ``count`` revisions (persisted with the note, so they survive a restart)."""
+        return list(self._history)[-count:] if count > 0 else []
 
     def revisions_since(self, rev: int) -> list[Revision] | None:
         """The revisions after ``rev``, or None when the history does not reach back that far."""
@@ -240,6 +247,10 @@ class LiveDocument:
         size = len(self._text)
         start = min(moved["index"], size)
         return {"index": start, "length": min(moved["length"], size - start)}
+
+
+def _consecutive_up_to(history: list[Revision], rev: int) -> bool:
+    return all(r.rev == rev - len(history) + 1 + i for i, r in enumerate(history))
 
 
 def _cursor_fields(cursor: object) -> tuple[int, int]:

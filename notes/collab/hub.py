@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from notes.collab.document import LiveDocument
+from notes.collab.document import LiveDocument, Revision
 from notes.collab.room import CLOSE_NOTE_GONE, Connection, Room
 from notes.collab.saver import Saver, TaskRunner
 
@@ -24,10 +24,10 @@ class DocumentStore(Protocol):
     """What the hub needs from persistence (``notes.store.queries.NoteStore`` provides it)."""
 
     async def load_live(self, note_id: uuid.UUID) -> Any:
-        """None, or an object with ``note`` (title, content, rev) and ``yjs_state`` (bytes | None)."""
+        """None, or an object with ``note`` (title, content, rev), ``yjs_state`` and ``history``."""
 
     async def save(self, note_id: uuid.UUID, *, title: str, content: str, rev: int,
-                   yjs_state: bytes | None) -> Any:
+                   yjs_state: bytes | None, history: list | None) -> Any:
         """Write the note; None when it no longer exists."""
 
 
@@ -135,6 +135,7 @@ class Hub:
             state=stored.yjs_state,
             history_limit=self.limits.history_limit,
             max_length=self.limits.max_length,
+            history=[Revision(*entry) for entry in stored.history or ()],
         )
         if document.text != note.content:
             # The Yjs state and the plain text disagree (the row was written by something that

@@ -35,7 +35,9 @@ class TaskRunner(Protocol):
 
 class Saver:
     def __init__(self, save: SaveFunction, *, debounce: float, max_wait: float,
-                 retry_initial: float = 0.5, retry_max: float = 30.0):
+                 persisted_history: int = 500, retry_initial: float = 0.5,
+                 retry_max: float = 30.0):
+        self.persisted_history = persisted_history
         self.save = save
         self.debounce = debounce
         self.max_wait = max_wait
@@ -61,6 +63,10 @@ class Saver:
                 content=room.content,
                 rev=rev,
                 yjs_state=room.document.encode_state(),
+                history=[
+                    [r.rev, r.delta, r.client, r.ref]
+                    for r in room.document.recent_revisions(self.persisted_history)
+                ],
             )
             self.writes += 1
             if stored is None:

@@ -47,7 +47,10 @@ def handle_frame(room: Room, connection: Connection, frame: str | bytes) -> bool
                             ref=ref)
             return True
         if kind == "presence":
-            room.set_presence(connection, _revision_field(message), message.get("cursor"))
+            try:
+                room.set_presence(connection, _revision_field(message), message.get("cursor"))
+            except StaleRevision:
+                pass  # an old cursor is not worth a resync; the next one will do
             return False
         if kind == "title":
             title = message.get("title")

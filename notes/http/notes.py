@@ -7,12 +7,13 @@ import uuid
 
 from pydantic import BaseModel, ValidationError
 from sanic import Blueprint, Request
-from sanic_ext.extensions.openapi.definitions import Parameter
 from sanic.response import HTTPResponse, empty
 from sanic.response import json as json_response
+from sanic_ext.extensions.openapi.definitions import Parameter
 
 from notes import use_cases
 from notes.collab.document import EditRejected
+from notes.collab.text import text_problem
 from notes.http.openapi_docs import header, json_body, ok, openapi, problems, query
 from notes.http.problems import Problem
 from notes.http.schemas import (
@@ -106,7 +107,9 @@ async def create_note(request: Request) -> HTTPResponse:
     "full-text search (web search syntax) over title and content.",
     parameter=[
         query("q", str, "Full-text search terms."),
-        query("limit", int, "Notes per page (1 to NOTES_MAX_PAGE_SIZE; default NOTES_PAGE_SIZE)."),
+        Parameter("limit", openapi.Integer(minimum=1), location="query",
+                  description="Notes per page (default NOTES_PAGE_SIZE; larger values are "
+                  "capped at NOTES_MAX_PAGE_SIZE)."),
         query("cursor", str, "The `next_cursor` of the previous page."),
     ],
     response=[ok(NotePage), *problems(400, 422)],
@@ -115,15 +118,23 @@ async def create_note(request: Request) -> HTTPResponse:
 async def list_notes(request: Request) -> HTTPResponse:
     ctx = _ctx(request)
     limit = _limit(request.args.get("limit"), ctx.limits.max_page_size)
+    search = request.args.get("q")
+    if search and text_problem(search):
+        raise Problem(422, f"`q`: {text_problem(search)}.", kind="validation-error",
+                      errors=[{"loc": ["query", "q"], "msg": text_problem(search),
+                               "type": "invalid_text"}])
     try:
         notes, next_cursor = await use_cases.list_notes(
-            ctx.store, ctx.hub, ctx.limits, query=request.args.get("q"), limit=limit,
+            ctx.store, ctx.hub, ctx.limits, query=search, limit=limit,
             cursor=request.args.get("cursor"),
         )
     except use_cases.InvalidCursor as error:
         raise Problem(400, str(error), kind="invalid-cursor") from None
     body = {"items": [note_json(note) for note in notes], "next_cursor": next_cursor}
     return json_response(body, headers={"Cache-Control": "no-cache"})
+
+
+INT32_MAX = 2**31 - 1
 
 
 def _limit(raw: str | None, maximum: int) -> int | None:
@@ -133,12 +144,11 @@ def _limit(raw: str | None, maximum: int) -> int | None:
         limit = int(raw)
     except ValueError:
         limit = 0
-    if not 1 <= limit <= maximum:
-        raise Problem(422, f"`limit` must be an integer from 1 to {maximum}.",
-                      kind="validation-error",
-                      errors=[{"loc": ["query", "limit"], "msg": f"an integer from 1 to {maximum}",
+    if not 1 <= limit <= INT32_MAX:
+        raise Problem(422, "`limit` must be a positive 32-bit integer.", kind="validation-error",
+                      errors=[{"loc": ["query", "limit"], "msg": "a positive integer",
                                "type": "range"}])
-    return limit
+    return min(limit, maximum)
 
 
 @bp.get("/notes/<note_id:uuid>")
@@ -251,7 +261,7 @@ async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     body = parse_body(request, EditRequest)
     try:
         revision = await use_cases.apply_http_edit(_ctx(request).hub, note_id, body.rev,
-                                                   body.delta)
+                                                   body.delta_ops())
     except use_cases.NoteNotFound:
         raise _not_found() from None
     except use_cases.EditTooOld as stale:

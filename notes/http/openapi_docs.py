@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from http import HTTPStatus
 from pathlib import Path
-
-import swagger_ui_bundle
 from typing import Any
 
+import swagger_ui_bundle
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from sanic import Sanic
@@ -65,6 +64,8 @@ def openapi30(schema: Any) -> Any:
         schema["nullable"] = True
         if schema.get("default", 0) is None:
             del schema["default"]
+    if "default" in schema and schema["default"] is None and not schema.get("nullable"):
+        del schema["default"]
     if schema.get("type") == "integer" and "format" not in schema:
         schema["format"] = "int64"
     return schema

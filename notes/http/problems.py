@@ -7,11 +7,10 @@ import logging
 from http import HTTPStatus
 
 from asyncpg.exceptions import PostgresConnectionError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
 from sanic import Request
-from sanic.exceptions import SanicException
+from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import HTTPResponse, json
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,9 @@ def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
             extra=exception.extra,
             headers=exception.headers,
         )
+    if isinstance(exception, MethodNotAllowed):
+        allowed = ", ".join(sorted(exception.allowed_methods or ()))
+        return problem_response(405, str(exception), headers={"Allow": allowed})
     if isinstance(exception, SanicException) and exception.status_code < 500:
         status = exception.status_code
         detail = str(exception) or HTTPStatus(status).description

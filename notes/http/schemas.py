@@ -13,26 +13,49 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# PostgreSQL cannot store NUL in text (checked in the use cases, documented here).
+STORABLE = {"pattern": "^[^\\u0000]*$"}
+
+
 class NoteCreate(_Strict):
-    title: str = Field(description="The note's title.")
-    content: str = Field(default="", description="The note's text.")
+    title: str = Field(description="The note's title.", json_schema_extra=STORABLE)
+    content: str = Field(default="", description="The note's text.", json_schema_extra=STORABLE)
 
 
 class NoteReplace(_Strict):
-    title: str
-    content: str
+    title: str = Field(json_schema_extra=STORABLE)
+    content: str = Field(json_schema_extra=STORABLE)
 
 
 class NotePatch(_Strict):
-    title: str | None = None
-    content: str | None = None
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"minProperties": 1})
+
+    title: str = Field(default=None, description="The new title, if it changes.",
+                       json_schema_extra=STORABLE)
+    content: str = Field(default=None, description="The new content, if it changes.",
+                         json_schema_extra=STORABLE)
+
+
+class Retain(_Strict):
+    retain: int = Field(ge=1, description="Keep this many code points.")
+
+
+class Insert(_Strict):
+    insert: str = Field(min_length=1, description="Insert this text.")
+
+
+class Delete(_Strict):
+    delete: int = Field(ge=1, description="Remove this many code points.")
 
 
 class EditRequest(_Strict):
     rev: int = Field(ge=0, description="The revision the delta was made on.")
-    delta: list[dict[str, Any]] = Field(
-        description='Operations {"retain": n}, {"insert": "text"}, {"delete": n}, in code points.'
+    delta: list[Retain | Insert | Delete] = Field(
+        description="The change, in code points; it must fit the text of revision `rev`."
     )
+
+    def delta_ops(self) -> list[dict[str, Any]]:
+        return [op.model_dump() for op in self.delta]
 
 
 class NoteOut(BaseModel):

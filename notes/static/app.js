@@ -29,6 +29,7 @@ const PAGE_SIZE = 50;
 const SEARCH_DEBOUNCE_MS = 250;
 const TITLE_DEBOUNCE_MS = 300;
 const PRESENCE_THROTTLE_MS = 100;
+const CARET_LABEL_MS = 4000;
 
 // --- small helpers ---------------------------------------------------------------------------
 
@@ -226,7 +227,7 @@ document.addEventListener('click', (e) => {
 const list = { q: '', cursor: null, items: new Map(), seq: 0 };
 
 function snippet(content) {
-  const s = (content || '').replace(/\s+/g, ' ').trim();
+  const s = (content || '').slice(0, 400).replace(/\s+/g, ' ').trim();
   return s.length > 120 ? `${s.slice(0, 120)}…` : s;
 }
 
@@ -375,6 +376,7 @@ class NoteSession {
     this.domPending = null; // remote changes not yet shown (while an IME composition runs)
     this.composing = false;
     this.ready = false;
+    this.peerSeen = new Map(); // client -> {s, e, t}: when its caret last moved
     this.connection = 'connecting';
     this.live = new LiveConnection({
       noteId: id,
@@ -384,6 +386,7 @@ class NoteSession {
         this.connection = status;
         renderStatus();
         if (status === 'deleted') this.onDeleted();
+        if ((status === 'reconnecting' || status === 'offline') && this.client.rev === null) this.probe();
       },
     });
     const c = this.client;
@@ -412,13 +415,31 @@ class NoteSession {
     this.sendCursor();
   }
 
-  onDeleted() {
+  /** Never connected yet: does the note exist at all? (A socket to a missing note just fails.) */
+  async probe() {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      await api(`/notes/${encodeURIComponent(this.id)}`);
+    } catch (err) {
+      if (session === this && this.client.rev === null && (err.status === 404 || err.status === 422)) {
+        this.live.stop();
+        this.client.deleted = true;
+        this.onDeleted('This note does not exist (or was deleted).');
+      }
+    } finally {
+      setTimeout(() => { this.probing = false; }, 5000);
+    }
+  }
+
+  onDeleted(text = 'This note was deleted.') {
     if (this.deletedShown) return;
     this.deletedShown = true;
     els.editor.readOnly = true;
+    els.editor.placeholder = '';
     els.title.readOnly = true;
     renderStatus();
-    showNotice('This note was deleted (or does not exist).', { sticky: true, kind: 'warning' });
+    showNotice(text, { sticky: true, kind: 'warning' });
     const li = els.list.querySelector(`.note-item[data-id="${CSS.escape(this.id)}"]`);
     if (li) li.remove();
   }
@@ -538,6 +559,7 @@ class NoteSession {
 
   destroy() {
     this.setTitle.cancel();
+    clearTimeout(this.overlayTimer);
     for (const off of this.off) off();
     this.live.stop();
   }
@@ -709,6 +731,18 @@ function renderOverlay() {
     const e = cur.length ? cpToUtf16(text, cur.index + cur.length) : s;
     marks.push({ s: Math.min(s, text.length), e: Math.min(e, text.length), color, name: p.name || 'anonymous', client: p.client });
   }
+  // a caret's name shows for a few seconds after it moves, then only its flag
+  const now = Date.now();
+  let nextExpiry = Infinity;
+  for (const m of marks) {
+    const seen = session.peerSeen.get(m.client);
+    if (!seen || seen.s !== m.s || seen.e !== m.e) session.peerSeen.set(m.client, { s: m.s, e: m.e, t: now });
+    const age = now - session.peerSeen.get(m.client).t;
+    m.fresh = age < CARET_LABEL_MS;
+    if (m.fresh) nextExpiry = Math.min(nextExpiry, CARET_LABEL_MS - age);
+  }
+  clearTimeout(session.overlayTimer);
+  if (nextExpiry < Infinity) session.overlayTimer = setTimeout(scheduleOverlay, nextExpiry + 30);
   const nodes = [];
   // cut points: every selection edge and caret
   const cuts = new Set([0, text.length]);
@@ -721,7 +755,7 @@ function renderOverlay() {
     const at = points[i];
     for (const m of marks) {
       if (m.e === at) {
-        nodes.push(el('span', { class: 'caret', style: `--peer: ${m.color}`, dataset: { client: m.client } },
+        nodes.push(el('span', { class: m.fresh ? 'caret fresh' : 'caret', style: `--peer: ${m.color}`, dataset: { client: m.client } },
           el('span', { class: 'caret-label' }, m.name)));
       }
     }

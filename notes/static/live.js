@@ -117,6 +117,11 @@ export class LiveConnection {
       this.setStatus('deleted', { code: ev.code });
       return;
     }
+    if (ev.code === 1009 && this.client.awaiting) {
+      // the server refused a frame that big: the edit was not applied and never will be
+      this.client.dropAwaiting();
+      this.client.emit('error', { code: 'too_large', message: 'That change is too large to send.' });
+    }
     if (this.suspended) {
       this.setStatus('offline');
       return;

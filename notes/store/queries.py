@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, literal_column, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notes.store.models import SEARCH_CONFIG, SEARCH_DOCUMENT_SQL, Note
+from notes.store.models import SEARCH_CONFIG, Note
 
 notes_table = Note.__table__
 _PUBLIC_COLUMNS = (
@@ -40,6 +40,7 @@ class LiveState:
 
     note: StoredNote
     yjs_state: bytes | None
+    history: list | None = None
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,12 @@ class NoteStore:
             return (await connection.execute(statement)).first() is not None
 
     async def load_live(self, note_id: uuid.UUID) -> LiveState | None:
-        statement = select(*_PUBLIC_COLUMNS, notes_table.c.yjs_state).where(
-            notes_table.c.id == note_id
-        )
+        statement = select(
+            *_PUBLIC_COLUMNS, notes_table.c.yjs_state, notes_table.c.history
+        ).where(notes_table.c.id == note_id)
         async with self.engine.connect() as connection:
             row = (await connection.execute(statement)).one_or_none()
-        return None if row is None else LiveState(_stored(row), row.yjs_state)
+        return None if row is None else LiveState(_stored(row), row.yjs_state, row.history)
 
     async def list(
         self, *, query: str | None = None, limit: int, after: PageKey | None = None
@@ -98,7 +99,7 @@ class NoteStore:
             notes_table.c.updated_at.desc(), notes_table.c.id.desc()
         )
         if query:
-            matches = literal_column(SEARCH_DOCUMENT_SQL).op("@@")(
+            matches = notes_table.c.search_vector.op("@@")(
                 func.websearch_to_tsquery(literal_column(f"'{SEARCH_CONFIG}'::regconfig"), query)
             )
             statement = statement.where(matches)
@@ -119,8 +120,9 @@ class NoteStore:
         content: str,
         rev: int,
         yjs_state: bytes | None,
+        history: list | None = None,
     ) -> StoredNote | None:
-        """Write title, content, revision and Yjs state in one statement; None if the note is gone."""
+        """Write a live note's state in one statement; None if the note is gone."""
         statement = (
             update(notes_table)
             .where(notes_table.c.id == note_id)
@@ -129,6 +131,7 @@ class NoteStore:
                 content=content,
                 rev=rev,
                 yjs_state=yjs_state,
+                history=history,
                 version=notes_table.c.version + 1,
                 updated_at=func.clock_timestamp(),
             )
