@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
+import time
 from dataclasses import replace
 
+from sqlalchemy import text
+
 from notes.config import Settings
+from notes.store.database import make_engine
 from notes.store.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from notes.store.migrate import upgrade
 
@@ -16,8 +21,38 @@ def _describe(url: str) -> str:
     return url.split("@")[-1] if "@" in url else url
 
 
+def wait_for_database(url: str, timeout: float) -> None:
+    """Poll until the database accepts connections (a container may start before it)."""
+
+    async def ping() -> None:
+        engine = make_engine(url, pool_size=1)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        finally:
+            await engine.dispose()
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            asyncio.run(ping())
+            return
+        except Exception as error:
+            if time.monotonic() > deadline:
+                raise DatabaseUnavailable(
+                    f"the database at {_describe(url)} did not answer within {timeout:g}s: "
+                    f"{type(error).__name__}"
+                ) from None
+            time.sleep(0.5)
+
+
+class DatabaseUnavailable(RuntimeError):
+    pass
+
+
 def _database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
     if settings.database_url:
+        wait_for_database(settings.database_url, settings.database_wait)
         return settings.database_url, None
     embedded = EmbeddedPostgres(settings.data_dir)
     return embedded.start(), embedded
@@ -32,7 +67,7 @@ def serve(settings: Settings, workers: int) -> int:
 
     try:
         url, embedded = _database(settings)
-    except EmbeddedDatabaseError as error:
+    except (EmbeddedDatabaseError, DatabaseUnavailable) as error:
         print(f"notes: {error}", file=sys.stderr)
         return 1
     try:
@@ -55,7 +90,7 @@ def serve(settings: Settings, workers: int) -> int:
 def migrate(settings: Settings) -> int:
     try:
         url, embedded = _database(settings)
-    except EmbeddedDatabaseError as error:
+    except (EmbeddedDatabaseError, DatabaseUnavailable) as error:
         print(f"notes: {error}", file=sys.stderr)
         return 1
     try:

@@ -1,0 +1,88 @@
+"""The two README commands, CI, and docker-compose.yml (checked by reading: no Docker engine here)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [line.strip() for line in text.splitlines() if line.startswith("    python3 -m venv")]
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    commands = readme_commands()
+    assert len(commands) == 2
+    serve, test = commands
+    assert serve.endswith("notes serve")
+    assert "pytest" in test
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test in ci.splitlines()
+
+
+def test_compose_has_postgres_with_healthcheck_and_app_waiting_for_it():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    db, app = compose["services"]["db"], compose["services"]["app"]
+    assert db["image"] == "postgres:16"
+    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+    assert app["depends_on"]["db"]["condition"] == "service_healthy"
+    url = app["environment"]["NOTES_DATABASE_URL"]
+    user, password, db_name = (db["environment"][k] for k in
+                               ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"))
+    assert url == f"postgresql://{user}:{password}@db:5432/{db_name}"
+    assert "8000:8000" in app["ports"]
+    assert app["environment"]["NOTES_HOST"] == "0.0.0.0"
+    assert app["build"] == "."
+
+
+def test_dockerfile_installs_and_serves():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.1[0-2]", dockerfile, re.M)
+    assert "pip install" in dockerfile
+    assert 'CMD ["notes", "serve"]' in dockerfile
+    for copied in ("notes", "migrations", "pyproject.toml"):
+        assert re.search(rf"^COPY .*\b{re.escape(copied)}\b", dockerfile, re.M), copied
+
+
+def test_workers_other_than_one_are_refused():
+    result = subprocess.run([sys.executable, "-m", "notes", "serve", "--workers", "2"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "one worker" in result.stderr
+
+
+def test_unreachable_database_url_is_a_clear_error(tmp_path):
+    env = {"NOTES_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+           "NOTES_DATABASE_WAIT": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "notes", "migrate"], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert "did not answer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_zero_configuration_uses_the_embedded_database(tmp_path):
+    import httpx
+    from conftest import ServerProcess
+
+    data_dir = tmp_path / "data"
+    server = ServerProcess("", env={"NOTES_DATA_DIR": str(data_dir)}, log_name="zero-config")
+    server.start(timeout=90)
+    try:
+        created = httpx.post(server.url + "/notes", json={"title": "embedded", "content": "é"})
+        assert created.status_code == 201
+        assert httpx.get(server.url + "/docs").status_code == 200
+        assert (data_dir / "pg" / "PG_VERSION").exists()
+    finally:
+        assert server.stop() == 0
+    log = server.log()
+    assert f"http://127.0.0.1:{server.port}/docs" in log
+    assert "embedded PostgreSQL" in log
+    assert not (data_dir / "pg" / "postmaster.pid").exists()  # the cluster was stopped
