@@ -78,11 +78,12 @@ class Room:
     def idle(self) -> bool:
         return self.holders == 0 and not self.connections
 
-    def mark_saved(self, rev: int, title: str) -> None:
+    def mark_saved(self, rev: int, title: str, snapshot_time: float) -> None:
+        """Revision ``rev`` (taken at ``snapshot_time``) is stored; later changes are not."""
         self.saved_rev = rev
         self.saved_title = title
-        if not self.dirty:
-            self.first_unsaved = None
+        # Changes made while the save ran are at most as old as its snapshot.
+        self.first_unsaved = snapshot_time if self.dirty else None
         self.broadcast({"type": "saved", "rev": rev})
 
     def _changed(self) -> None:

@@ -56,7 +56,7 @@ class Saver:
         async with self._lock(room):
             if not room.dirty or room.deleted:
                 return None
-            rev, title = room.rev, room.title
+            rev, title, snapshot_time = room.rev, room.title, time.monotonic()
             stored = await self.save(
                 room.note_id,
                 title=title,
@@ -72,7 +72,7 @@ class Saver:
             if stored is None:
                 room.deleted = True
                 return None
-            room.mark_saved(rev, title)
+            room.mark_saved(rev, title, snapshot_time)
             return stored
 
     async def run(self, room: Room, *, unload: Callable[[Room], Awaitable[bool]]) -> None:
