@@ -17,7 +17,6 @@ import json
 import os
 import re
 import threading
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -741,6 +740,8 @@ def app_page(browser, static_server):
                         content=body["content"])
             api["notes"].insert(0, note)
             route.fulfill(status=201, json=note)
+        elif req.method == "GET" and any(url.path == f"/notes/{n['id']}" for n in api["notes"]):
+            route.fulfill(json=next(n for n in api["notes"] if url.path == f"/notes/{n['id']}"))
         else:
             route.fulfill(status=404, content_type="application/problem+json",
                           body=json.dumps({"type": "about:blank", "title": "Not Found", "status": 404,
@@ -940,6 +941,12 @@ def test_page_list_search_new_note_and_history(app_page):
     assert re.search(r"note=0+-", pg.url)
     assert pg.evaluate("document.activeElement.dataset.testid") == "title"
     assert pg.get_by_test_id("docs-link").get_attribute("href") == "/docs"
+
+    # a note that does not exist: the socket just fails, the page asks REST and says so
+    pg.evaluate("() => { fakeHub.refuse = true; }")
+    pg.evaluate("() => notesApp.open('99999999-9999-9999-9999-999999999999')")
+    pg.wait_for_function("() => notesApp.state().status === 'deleted'")
+    assert "does not exist" in pg.get_by_test_id("error").inner_text()
 
 
 def test_page_layout_without_a_server(browser, static_server):
