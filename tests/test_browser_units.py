@@ -935,6 +935,14 @@ def test_page_list_search_new_note_and_history(app_page):
     pg.go_forward()
     pg.wait_for_function("() => notesApp.noteId !== null && notesApp.state().connected")
 
+    # leaving a note while an edit awaits its ack still delivers it
+    pg.evaluate("fakeHub.latency = 300")
+    set_caret(pg, 0)
+    pg.keyboard.type("bye 😀")
+    pg.evaluate("() => notesApp.showList()")
+    pg.wait_for_function("() => fakeHub.core.text === 'bye 😀' && fakeHub.sockets.size === 0")
+    pg.evaluate("fakeHub.latency = 5")
+
     pg.get_by_test_id("new-note").click()
     pg.wait_for_function(f"() => notesApp.noteId && notesApp.noteId !== '{NOTE['id']}'")
     assert ("POST", "/notes", {}) in pg.api["requests"]

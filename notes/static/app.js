@@ -561,7 +561,22 @@ class NoteSession {
     this.setTitle.cancel();
     clearTimeout(this.overlayTimer);
     for (const off of this.off) off();
-    this.live.stop();
+    this.live.onStatus = () => {};
+    const c = this.client;
+    if (!c.pending || c.deleted) {
+      this.live.stop();
+      return;
+    }
+    // leaving with edits not yet acknowledged: keep the socket until they are (or give up)
+    const done = () => {
+      clearTimeout(timer);
+      offState();
+      this.live.stop();
+    };
+    const offState = c.on('state', () => {
+      if (!c.pending) done();
+    });
+    const timer = setTimeout(done, 15000);
   }
 }
 
@@ -743,6 +758,11 @@ function renderOverlay() {
   }
   clearTimeout(session.overlayTimer);
   if (nextExpiry < Infinity) session.overlayTimer = setTimeout(scheduleOverlay, nextExpiry + 30);
+  if (!marks.length) {
+    // nobody to draw: keep the (possibly long) text out of the mirror
+    if (els.mirror.firstChild) els.mirror.replaceChildren();
+    return;
+  }
   const nodes = [];
   // cut points: every selection edge and caret
   const cuts = new Set([0, text.length]);
@@ -783,6 +803,13 @@ function scheduleOverlay() {
 }
 
 new ResizeObserver(() => scheduleOverlay()).observe(els.editor);
+
+window.addEventListener('beforeunload', (e) => {
+  if (session && session.client.pending && !session.client.deleted) {
+    e.preventDefault();
+    e.returnValue = ''; // "changes you made may not be saved"
+  }
+});
 
 // --- automation hook -------------------------------------------------------------------------
 
