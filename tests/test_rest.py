@@ -216,6 +216,7 @@ def test_list_rejects_bad_limit_and_cursor(http: httpx.Client):
     assert_problem(http.get("/notes", params={"limit": 2**31}), 422)
     assert http.get("/notes", params={"limit": 10_000}).status_code == 200  # capped
     assert_problem(http.get("/notes", params={"limit": "many"}), 422)
+    assert_problem(http.get("/notes?limit="), 422)
     assert_problem(http.get("/notes", params={"cursor": "garbage!"}), 400)
     assert_problem(http.get("/notes", params={"q": "nul \x00"}), 422)
 

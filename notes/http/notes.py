@@ -117,7 +117,8 @@ async def create_note(request: Request) -> HTTPResponse:
 )
 async def list_notes(request: Request) -> HTTPResponse:
     ctx = _ctx(request)
-    limit = _limit(request.args.get("limit"), ctx.limits.max_page_size)
+    args = request.get_args(keep_blank_values=True)
+    limit = _limit(args.get("limit"), ctx.limits.max_page_size)
     search = request.args.get("q")
     if search and text_problem(search):
         raise Problem(422, f"`q`: {text_problem(search)}.", kind="validation-error",
