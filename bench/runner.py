@@ -1,0 +1,87 @@
+"""``python -m bench``: run every scenario (or those named), print a table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+import traceback
+from datetime import datetime, timezone
+
+from bench import harness as h
+from bench.scenarios import NAMES
+
+
+def table(results: dict) -> str:
+    lines = []
+    rows = []
+    for name, result in results.items():
+        if "error" in result:
+            rows.append([name, "FAILED: " + result["error"].strip().splitlines()[-1], "", ""])
+            continue
+        module = importlib.import_module(f"bench.scenarios.{name}")
+        rows.extend(module.rows(result))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
+    header = ["case", "latency / throughput", "detail", "check"]
+    widths = [max(w, len(hd)) for w, hd in zip(widths, header)]
+    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
+    lines.append(fmt.format(*header))
+    lines.append("-+-".join("-" * w for w in widths))
+    for r in rows:
+        lines.append(fmt.format(*r))
+    lines.append("")
+    lines.append("Targets (issue 5):")
+    for name, result in results.items():
+        target = result.get("target")
+        if target:
+            lines.append(f"  {'MET ' if target['met'] else 'MISS'} {target['what']}: "
+                         f"{target.get('measured_ms', target.get('measured'))}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("scenarios", nargs="*", choices=[[]] + NAMES, metavar="SCENARIO",
+                        help=f"any of {', '.join(NAMES)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (1-2 minutes)")
+    parser.add_argument("--out", help="JSON file (default bench/results/<time>[-quick].json)")
+    args = parser.parse_args(argv)
+    names = args.scenarios or NAMES
+    h.raise_nofile()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or str(h.RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json")
+    report = {"started": stamp, "quick": args.quick, "machine": h.machine(),
+              "compression": "off: the clients offer no websocket extension and Sanic's "
+                             "ServerProtocol negotiates none (checked per run)",
+              "results": {}}
+    print(f"machine: {report['machine']}", flush=True)
+    cluster = h.Cluster().start()
+    t0 = time.monotonic()
+    try:
+        for name in names:
+            print(f"== {name}", flush=True)
+            started = time.monotonic()
+            module = importlib.import_module(f"bench.scenarios.{name}")
+            try:
+                result = module.run(cluster, args.quick)
+            except Exception:
+                result = {"error": traceback.format_exc()}
+                print(result["error"], flush=True)
+            result["elapsed_s"] = round(time.monotonic() - started, 1)
+            report["results"][name] = result
+            h.RESULTS.mkdir(parents=True, exist_ok=True)
+            with open(out, "w") as f:
+                json.dump(report, f, indent=1, default=str)
+    finally:
+        cluster.stop()
+    report["elapsed_s"] = round(time.monotonic() - t0, 1)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    print()
+    print(table(report["results"]))
+    print(f"\n{report['elapsed_s']} s; JSON in {out}")
+    failed = [n for n, r in report["results"].items() if "error" in r or not r.get("ok", True)]
+    if failed:
+        print(f"failed or wrong: {', '.join(failed)}")
+    return 1 if failed else 0

@@ -1,0 +1,262 @@
+"""2. Authors sweep: A authors on one note, each typing 5 edits/s at random places.
+
+An author is a minimal but correct OT client: it keeps only the revision and the length of the
+server text, and never has more than one edit awaiting its ack. A keystroke made while one awaits
+waits in a buffer and goes out, with the others made meanwhile, as one insert at a random place
+when the ack arrives (like a person typing at one spot). Because it sends only on the revision it
+has, with positions inside that revision's text, the server's transform does the rest.
+
+Every author times every token it receives from the others. One extra observer keeps the full
+text; at the end the text must hold every token typed exactly once and equal the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from array import array
+from collections import Counter
+
+from bench import harness as h
+from bench.clients import TOKEN, TOKEN_STR, Follower, length_change, open_many, sha, wait_until
+from bench.wsclient import WsClient
+
+
+class Author:
+    def __init__(self, aid: int, seed: int):
+        self.aid = aid
+        self.rng = random.Random(seed)
+        self.rev = 0
+        self.length = 0
+        self.seq = 0
+        self.pending: list[str] = []
+        self.awaiting: str | None = None
+        self.sent_ns = 0
+        self.lat = array("q")
+        self.ack_rtt = array("q")
+        self.errors = Counter()
+        self.ws: WsClient | None = None
+        self.ref = 0
+
+    async def open(self, port: int, path: str) -> Author:
+        self.ws = await WsClient.connect(port, path, self.on_message)
+        await asyncio.wait_for(asyncio.shield(self.ws.first), 60)
+        return self
+
+    def on_message(self, payload: bytes, now: int) -> None:
+        msg = json.loads(payload)
+        kind = msg["type"]
+        if kind == "edit":
+            self.rev = msg["rev"]
+            self.length += length_change(msg["delta"])
+            for m in TOKEN.finditer(payload):
+                self.lat.append(now - int(m.group(3)))
+        elif kind == "ack":
+            self.rev = msg["rev"]
+            self.length += len(self.awaiting)
+            self.awaiting = None
+            self.ack_rtt.append(now - self.sent_ns)
+            if self.pending:
+                self.flush()
+        elif kind == "hello":
+            self.rev, self.length = msg["rev"], len(msg["content"])
+        elif kind == "resync":
+            self.errors["resync"] += 1
+            self.rev, self.length = msg["rev"], len(msg["content"])
+            self.pending.insert(0, self.awaiting)  # not applied: send it again
+            self.awaiting = None
+            self.flush()
+        elif kind == "error":
+            self.errors[msg.get("code", "error")] += 1
+
+    def keystroke(self) -> None:
+        self.pending.append(f"[{self.aid}.{self.seq}.{time.time_ns()}]")
+        self.seq += 1
+        if self.awaiting is None:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.ws.is_open:
+            return
+        text = "".join(self.pending)
+        self.pending = []
+        pos = self.rng.randint(0, self.length)
+        delta = [{"retain": pos}, {"insert": text}] if pos else [{"insert": text}]
+        self.ref += 1
+        self.awaiting = text
+        self.sent_ns = time.time_ns()
+        self.ws.send(json.dumps({"type": "edit", "rev": self.rev, "delta": delta,
+                                 "ref": f"{self.aid}:{self.ref}"}))
+
+    @property
+    def idle(self) -> bool:
+        return self.awaiting is None and not self.pending
+
+
+async def author_worker(index: int, conf: dict, ctl: h.Control) -> None:
+    port, path, rate = conf["port"], conf["path"], conf["rate"]
+    ids = conf["ids"]
+    authors, errors = await open_many(
+        len(ids), lambda i: Author(ids[i], ids[i] * 7919 + 1).open(port, f"{path}&a={ids[i]}"), 32)
+    authors = [a for a in authors if a is not None]
+    ctl.report("ready", {"joined": len(authors), "errors": errors})
+    await ctl.wait_go()
+    start = time.monotonic()
+    end = start + conf["seconds"]
+
+    async def type_(author: Author) -> None:
+        t = start + author.rng.random() / rate
+        while t < end:
+            await asyncio.sleep(max(0.0, t - time.monotonic()))
+            if author.ws.is_open:
+                author.keystroke()
+            t += 1 / rate
+
+    await asyncio.gather(*(type_(a) for a in authors))
+    await wait_until(lambda: all(a.idle or not a.ws.is_open for a in authors), conf["drain"])
+    ctl.report("typed", {"typed": {a.aid: a.seq for a in authors}})
+    await ctl.wait_stop()
+    final = ctl.shared.value
+    await wait_until(lambda: all(a.rev >= final or not a.ws.is_open for a in authors),
+                     conf["drain"])
+    lat, rtt = array("q"), array("q")
+    for a in authors:
+        lat.extend(a.lat)
+        rtt.extend(a.ack_rtt)
+    errors_total = Counter()
+    for a in authors:
+        errors_total.update(a.errors)
+    result = {"lat": lat.tobytes(), "rtt": rtt.tobytes(), "errors": dict(errors_total),
+              "closed": [a.ws.close_code for a in authors if not a.ws.is_open],
+              "behind": sum(1 for a in authors if a.rev < final), "received": len(lat)}
+    await asyncio.gather(*(a.ws.close() for a in authors), return_exceptions=True)
+    ctl.report("result", result)
+
+
+async def observer_worker(index: int, conf: dict, ctl: h.Control) -> None:
+    obs = await Follower(record=False).open(conf["port"], conf["path"])
+    ctl.report("ready", {"joined": 1, "errors": []})
+    await ctl.wait_go()
+    ctl.report("typed", {"typed": {}})
+    await ctl.wait_stop()
+    final = ctl.shared.value
+    await wait_until(lambda: obs.rev >= final or not obs.open_now, conf["drain"])
+    ctl.report("result", {"text": obs.text, "rev": obs.rev, "gaps": obs.gaps,
+                          "close": obs.close_code})
+    await obs.ws.close()
+
+
+def peel_tokens(text: str) -> tuple[Counter, str]:
+    """The tokens in ``text`` and what is left. An insert may land inside an earlier token, so
+    whole tokens are removed innermost first until none is left."""
+    found: Counter = Counter()
+    while True:
+        parts = TOKEN_STR.split(text)
+        if len(parts) == 1:
+            return found, text
+        for i in range(1, len(parts), 4):
+            found[(int(parts[i]), int(parts[i + 1]))] += 1
+        text = "".join(parts[0::4])
+
+
+def run_step(server: h.Server, count: int, seconds: float, rate: float) -> dict:
+    note_id = server.create_note("authors", "")
+    path = server.ws_path(note_id, "author")
+    procs = 1 if count <= 20 else 2
+    confs = [{"port": server.port, "path": path, "ids": part, "rate": rate, "seconds": seconds,
+              "drain": 30} for part in h.split(list(range(1, count + 1)), procs)]
+    authors = h.Workers(author_worker, confs).start()
+    observer = h.Workers(observer_worker, [{"port": server.port, "path": path, "drain": 30}])
+    observer.start()
+    ready = authors.collect("ready", 120) + observer.collect("ready", 60)
+    join_errors = sum(len(r["errors"]) for r in ready)
+    server_cpu, load_cpu = server.cpu(), h.CpuMeter(authors.pids + observer.pids)
+    machine = h.MachineMeter()
+    authors.go.set()
+    observer.go.set()
+    typed: dict[int, int] = {}
+    for part in authors.collect("typed", seconds + 120):
+        typed.update({int(k): v for k, v in part["typed"].items()})
+    observer.collect("typed", 10)
+    cpu, lcpu, busy = server_cpu.read(), load_cpu.read(), machine.read()
+    final = server.get_note(note_id)
+    for w in (authors, observer):
+        w.shared.value = final["rev"]
+        w.stop.set()
+    results = authors.collect("result", 120)
+    obs = observer.collect("result", 60)[0]
+    authors.join()
+    observer.join()
+    lat, rtt = array("q"), array("q")
+    errors: Counter = Counter()
+    closed = []
+    for r in results:
+        lat.frombytes(r["lat"])
+        rtt.frombytes(r["rtt"])
+        errors.update(r["errors"])
+        closed.extend(r["closed"])
+    total = sum(typed.values())
+    # Every token typed must be in the final text exactly once.
+    found, rest = peel_tokens(final["content"])
+    expected = Counter((a, s) for a, n in typed.items() for s in range(n))
+    tokens_ok = found == expected and rest == ""
+    text_ok = tokens_ok and obs["text"] == final["content"] and obs["gaps"] == 0
+    possible = total * (count - 1)  # each token reaches the other authors
+    return {
+        "authors": count, "rate": rate, "seconds": seconds, "typed": total,
+        "revisions": final["rev"], "latency_ms": h.percentiles(lat),
+        "ack_rtt_ms": h.percentiles(rtt),
+        "delivery": round(len(lat) / possible, 5) if possible else None,
+        "errors": dict(errors), "closed": len(closed), "close_codes": sorted(set(closed)),
+        "join_errors": join_errors, "behind": sum(r["behind"] for r in results),
+        "server_cpu": cpu, "loadgen_cpu": lcpu, "machine_cores": busy,
+        "others_cores": round(max(0.0, busy - cpu["cores"] - lcpu["cores"]), 2),
+        "text_ok": text_ok, "text_sha": sha(final["content"]), "text_len": len(final["content"]),
+    }
+
+
+def run(cluster: h.Cluster, quick: bool) -> dict:
+    steps = [10, 50] if quick else [10, 25, 50, 75, 100, 150, 200]
+    seconds = 3 if quick else 8
+    db = cluster.fresh_database("authors")
+    server = h.Server(db, name="authors").start()
+    results = []
+    cliff = None
+    try:
+        for count in steps:
+            step = run_step(server, count, seconds, 5.0)
+            results.append(step)
+            lat = step["latency_ms"]
+            bad = (lat["p95"] is None or lat["p95"] > 2000 or step["errors"] or step["closed"]
+                   or step["join_errors"] or step["behind"] or not step["text_ok"]
+                   or (step["delivery"] or 0) < 1.0)
+            print(f"  authors A={count:<4} p50 {h.fmt_ms(lat['p50'])} p95 {h.fmt_ms(lat['p95'])}"
+                  f" p99 {h.fmt_ms(lat['p99'])} ms  server cpu {step['server_cpu']['cores']}  "
+                  f"loadgen {step['loadgen_cpu']['cores']}  errors {step['errors']} closed "
+                  f"{step['closed']}  ok={step['text_ok']}", flush=True)
+            if bad and cliff is None:
+                cliff = count
+                break
+    finally:
+        server.stop()
+    return {
+        "steps": results, "cliff": cliff,
+        "cliff_rule": "first step with p95 > 2 s, an error, a closed socket or a lost token",
+        "ok": all(s["text_ok"] for s in results),
+    }
+
+
+def rows(result: dict) -> list[list[str]]:
+    out = []
+    for s in result["steps"]:
+        lat = s["latency_ms"]
+        mark = " <- cliff" if s["authors"] == result["cliff"] else ""
+        out.append([f"authors A={s['authors']} x5/s{mark}",
+                    f"p50 {h.fmt_ms(lat['p50'])} / p95 {h.fmt_ms(lat['p95'])} / p99 "
+                    f"{h.fmt_ms(lat['p99'])} / max {h.fmt_ms(lat['max'])} ms",
+                    f"server {s['server_cpu']['cores']} cores, loadgen "
+                    f"{s['loadgen_cpu']['cores']}, delivery {s['delivery']}, closed {s['closed']}",
+                    "ok" if s["text_ok"] else "WRONG"])
+    return out
