@@ -40,4 +40,4 @@ async def protocol(request: Request) -> HTTPResponse:
     if not PROTOCOL_DOC.is_file():
         raise Problem(404, "The protocol document is in docs/protocol.md of the source tree.")
     return text(PROTOCOL_DOC.read_text(encoding="utf-8"),
-                content_type="text/markdown; charset=utf-8")
+                content_type="text/plain; charset=utf-8")
