@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="*", choices=[[]] + NAMES, metavar="SCENARIO",
                         help=f"any of {', '.join(NAMES)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (1-2 minutes)")
+    parser.add_argument("--quiet-wait", type=float, default=None,
+                        help="before each scenario, wait up to this many seconds for other work "
+                        "on the machine to use < 0.25 cores (default 120, --quick 0)")
     parser.add_argument("--out", help="JSON file (default bench/results/<time>[-quick].json)")
     args = parser.parse_args(argv)
     names = args.scenarios or NAMES
@@ -60,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         for name in names:
-            print(f"== {name}", flush=True)
+            quiet = h.wait_quiet(args.quiet_wait if args.quiet_wait is not None
+                                 else (0 if args.quick else 120))
+            print(f"== {name}  (other work on the machine: {quiet['others_cores']} cores, "
+                  f"waited {quiet['waited_s']} s)", flush=True)
             started = time.monotonic()
             module = importlib.import_module(f"bench.scenarios.{name}")
             try:
@@ -69,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"error": traceback.format_exc()}
                 print(result["error"], flush=True)
             result["elapsed_s"] = round(time.monotonic() - started, 1)
+            result["machine_before"] = quiet
             report["results"][name] = result
             h.RESULTS.mkdir(parents=True, exist_ok=True)
             with open(out, "w") as f:

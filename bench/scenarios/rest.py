@@ -1,0 +1,149 @@
+"""5. REST: GET and PUT of a note and a search, single worker, measured with wrk (Debian's), beside
+Sanic's own floor (bench/floor_app.py: one route, constant JSON, no database) in the same run.
+
+wrk runs one thread with 32 connections for each case; the server is the one notes process (one
+worker). PUT changes the content on every request (a counter in a small Lua script), so each one
+is a real write: load the note into a room, apply the diff, save the row, unload.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+from bench import harness as h
+
+PUT_LUA = r"""
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"title":"rest put","content":"put number ' .. counter .. ' from wrk"}'
+  return wrk.format("PUT", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
+         "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee").split()
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    return round(float(m.group(1)) * _UNITS[m.group(2)], 3)
+
+
+def parse_wrk(out: str) -> dict:
+    result: dict = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    result["rps"] = round(float(m.group(1))) if m else None
+    m = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if m:
+        result["avg_ms"], result["max_ms"] = _ms(m.group(1)), _ms(m.group(3))
+    for q in ("50", "90", "99"):
+        m = re.search(rf"\s{q}%\s+(\S+)", out)
+        result[f"p{q}_ms"] = _ms(m.group(1)) if m else None
+    m = re.search(r"(\d+) requests in", out)
+    result["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: (.*)", out)
+    result["socket_errors"] = m.group(1).strip() if m else None
+    return result
+
+
+def wrk(url: str, seconds: int, connections: int, pid: int, script: str | None = None) -> dict:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    if script:
+        cmd += ["-s", script]
+    cpu = h.CpuMeter([pid])
+    machine = h.MachineMeter()
+    proc = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60)
+    result = parse_wrk(proc.stdout)
+    result["server_cpu"] = cpu.read()
+    result["machine_cores"] = machine.read()
+    result["raw"] = proc.stdout
+    return result
+
+
+def run(cluster: h.Cluster, quick: bool) -> dict:
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed: apt-get install -y wrk")
+    seconds = 3 if quick else 8
+    connections = 32
+    db = cluster.fresh_database("rest")
+    server = h.Server(db, name="rest").start()
+    floor = h.Server("", name="floor", argv=[sys.executable, "-m", "bench.floor_app", "0"])
+    floor.argv[-1] = str(floor.port)
+    floor.start(health="/health")
+    tmp = tempfile.mkdtemp(prefix="bench-wrk-")
+    cases = {}
+    try:
+        rng = random.Random(1)
+        content = " ".join(rng.choice(WORDS) for _ in range(350))  # about 2 KB
+        get_id = server.create_note("rest get", content)
+        put_id = server.create_note("rest put", "start")
+        for i in range(300):  # the search corpus: "zulu" is in 10 of 300 notes
+            words = [rng.choice(WORDS) for _ in range(80)]
+            if i % 30 == 0:
+                words[rng.randrange(80)] = "zulu"
+            server.create_note(f"corpus {i}", " ".join(words))
+        lua = f"{tmp}/put.lua"
+        with open(lua, "w") as f:
+            f.write(PUT_LUA)
+        targets = [
+            ("floor", floor, f"{floor.url}/floor", None),
+            ("GET /notes/{id}", server, f"{server.url}/notes/{get_id}", None),
+            ("GET /notes?q=zulu&limit=10", server, f"{server.url}/notes?q=zulu&limit=10", None),
+            ("PUT /notes/{id}", server, f"{server.url}/notes/{put_id}", lua),
+            ("floor (again)", floor, f"{floor.url}/floor", None),
+        ]
+        for name, proc, url, script in targets:
+            r = wrk(url, seconds, connections, proc.pid, script)
+            cases[name] = r
+            print(f"  rest {name:<28} {r['rps']} req/s  p50 {r['p50_ms']} p99 {r['p99_ms']} ms  "
+                  f"non-2xx {r['non_2xx']}  server cpu {r['server_cpu']['cores']}", flush=True)
+        # Checks: the answers are right.
+        got = server.get_note(get_id)
+        get_ok = got["content"] == content
+        status, page = server.request("GET", "/notes?q=zulu&limit=10")
+        search_ok = (status == 200 and len(page["items"]) == 10
+                     and all("zulu" in n["content"] for n in page["items"]))
+        final = f"final put {uuid.uuid4()}"
+        status, _ = server.request("PUT", f"/notes/{put_id}", {"title": "rest put",
+                                                                 "content": final})
+        stored = h.sql(db, "SELECT content FROM notes WHERE id = $1", uuid.UUID(put_id))
+        put_ok = status == 200 and server.get_note(put_id)["content"] == final \
+            and stored[0][0] == final
+    finally:
+        server.stop()
+        floor.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    floor_rps = max(cases["floor"]["rps"], cases["floor (again)"]["rps"])
+    for name, r in cases.items():
+        r["vs_floor"] = round(r["rps"] / floor_rps, 3) if r["rps"] else None
+    errors = sum(r["non_2xx"] for r in cases.values())
+    ratio = cases["GET /notes/{id}"]["vs_floor"]
+    return {
+        "seconds": seconds, "connections": connections, "cases": cases,
+        "checks": {"get": get_ok, "search": search_ok, "put": put_ok, "non_2xx": errors},
+        "target": {"what": "REST GET of a note >= half of Sanic's floor",
+                   "measured": f"{ratio} of the floor", "met": bool(ratio and ratio >= 0.5)},
+        "ok": get_ok and search_ok and put_ok and errors == 0,
+    }
+
+
+def rows(result: dict) -> list[list[str]]:
+    out = []
+    for name, r in result["cases"].items():
+        out.append([f"rest {name}",
+                    f"{r['rps']} req/s; p50 {r['p50_ms']} / p99 {r['p99_ms']} / max "
+                    f"{r['max_ms']} ms",
+                    f"{r['vs_floor']} of floor, server {r['server_cpu']['cores']} cores",
+                    "ok" if result["ok"] else "WRONG"])
+    return out
