@@ -718,13 +718,13 @@ function renderPeers() {
     let where = '';
     if (cur) {
       const { line, col } = lineCol(c.text, Math.min(cur.index, [...c.text].length));
-      where = `Ln ${line}, Col ${col}`;
+      where = `Ln ${line}, Col ${col}${cur.length ? ` (${cur.length} selected)` : ''}`;
     }
     return el('span', {
       class: 'peer', title: where ? `${p.name}: ${where}` : p.name,
       dataset: { client: p.client, name: p.name, cursor: cur ? String(cur.index) : '' },
       style: `--peer: ${color}`,
-    }, el('span', { class: 'peer-dot', 'aria-hidden': 'true' }, (p.name || '?').trim().charAt(0).toUpperCase() || '?'),
+    }, el('span', { class: 'peer-dot', 'aria-hidden': 'true', dataset: { initial: Array.from((p.name || '?').trim())[0]?.toUpperCase() || '?' } }),
     el('span', { class: 'peer-name' }, p.name || 'anonymous'),
     where ? el('span', { class: 'peer-where' }, where) : null);
   });
