@@ -432,8 +432,9 @@ class NoteSession {
     }
   }
 
-  onDeleted(text = 'This note was deleted.') {
+  onDeleted(text = null) {
     if (this.deletedShown) return;
+    if (!text) text = this.client.rev === null ? 'This note does not exist (or was deleted).' : 'This note was deleted.';
     this.deletedShown = true;
     els.editor.readOnly = true;
     els.editor.placeholder = '';
