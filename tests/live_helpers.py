@@ -209,7 +209,14 @@ class Raw:
         return self.hello["client"]
 
     async def send(self, message: dict | str | bytes) -> None:
-        await self.ws.send(message if isinstance(message, (str, bytes)) else json.dumps(message))
+        if not isinstance(message, (str, bytes)):
+            frame = json.dumps(message, ensure_ascii=False)
+            try:
+                frame.encode()
+            except UnicodeEncodeError:  # a lone surrogate: only JSON escapes can carry it
+                frame = json.dumps(message)
+            message = frame
+        await self.ws.send(message)
 
     async def recv(self, timeout: float = 5.0) -> dict:
         return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))

@@ -69,6 +69,7 @@ class Hub:
                            max_wait=self.limits.max_wait)
         self.rooms: dict[uuid.UUID, Room] = {}
         self._loading: dict[uuid.UUID, asyncio.Future[Room | None]] = {}
+        self._releasing: set[asyncio.Future] = set()  # final saves that outlive their caller
         self.closing = False
 
     # --- opening and closing rooms --------------------------------------------------------------
@@ -87,10 +88,17 @@ class Hub:
         return room
 
     async def release(self, room: Room) -> None:
-        """Stop holding a room; the last holder saves it at once and unloads it."""
+        """Stop holding a room; the last holder saves it at once and unloads it.
+
+        The save and unload run to the end even if the caller is cancelled meanwhile (Sanic
+        cancels a websocket handler again when its transport closes).
+        """
         room.holders -= 1
         if room.idle:
-            await self._save_and_unload(room)
+            task = asyncio.ensure_future(self._save_and_unload(room))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+            await asyncio.shield(task)
 
     async def connect(self, note_id: uuid.UUID, connection: Connection,
                       since: int | None = None) -> Room | None:
@@ -164,8 +172,11 @@ class Hub:
         return True
 
     async def _unload(self, room: Room) -> None:
-        if self.rooms.get(room.note_id) is room:
-            del self.rooms[room.note_id]
+        if self.rooms.get(room.note_id) is not room:
+            # Already unloaded (its task is gone or going); the task name may now belong to a
+            # newer room of the same note, whose save task must live on.
+            return
+        del self.rooms[room.note_id]
         self.saver.forget(room)
         await self.tasks.cancel(save_task_name(room.note_id))
 

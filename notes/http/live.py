@@ -58,6 +58,12 @@ class SocketConnection:
     def fail(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
         self.ws.fail_connection(code, reason)
+        # Wake the handler's pending recv so that the room lets go of this connection now: a
+        # client that does not read never answers the close, and the transport would linger
+        # (a stale peer, no `leave`) until the close timeout.
+        pending_recv = self.ws.recv_cancel
+        if pending_recv is not None and not pending_recv.done():
+            pending_recv.cancel()
 
     async def write_messages(self) -> None:
         while True:
@@ -86,7 +92,12 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
     if hub.closing:
         await ws.close(1001, "server shutting down")
         return
-    room = await hub.connect(note_id, connection, _since(request.args.get("since")))
+    try:
+        room = await hub.connect(note_id, connection, _since(request.args.get("since")))
+    except Exception:  # the database is down, say: a server error, not a normal close
+        log.exception("opening note %s for a live connection failed", note_id)
+        await ws.close(CLOSE_SERVER_ERROR, "server error")
+        return
     if room is None:
         await ws.close(CLOSE_NOTE_GONE, "note not found")
         return
@@ -105,10 +116,15 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
         log.exception("live connection %s on note %s failed", connection.id, note_id)
         connection.fail(CLOSE_SERVER_ERROR, "server error")
     finally:
-        await hub.disconnect(room, connection)
-        if connection.close_code is not None and connection.close_code != CLOSE_SLOW_READER:
-            with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
-                await asyncio.wait_for(asyncio.shield(writer), timeout=5)
-        writer.cancel()
+        # Sanic cancels this handler again when the transport goes away, possibly while it
+        # awaits here: the writer must be stopped whatever happens (the hub's release finishes
+        # its save on its own).
+        try:
+            await hub.disconnect(room, connection)
+            if connection.close_code is not None and connection.close_code != CLOSE_SLOW_READER:
+                with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
+                    await asyncio.wait_for(asyncio.shield(writer), timeout=5)
+        finally:
+            writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, Exception):
             await writer
