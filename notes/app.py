@@ -1,4 +1,4 @@
-"""The application factory: ``create_app(settings)`` builds the Sanic app; nothing runs at import."""
+"""The application factory: ``create_app(settings)`` builds the app; nothing runs at import."""
 
 from __future__ import annotations
 

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply the database migrations")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("notes").setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     overrides = {key: value for key in ("host", "port")

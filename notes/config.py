@@ -12,7 +12,7 @@ class Settings:
     """Every knob of the server. ``from_env`` reads ``NOTES_<FIELD>`` for each field."""
 
     database_url: str | None = None  # a postgresql:// URL; None means the embedded cluster
-    database_wait: float = 30.0  # seconds `notes serve`/`migrate` wait for NOTES_DATABASE_URL to answer
+    database_wait: float = 30.0  # seconds to wait for NOTES_DATABASE_URL to answer at start
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".data")  # where the embedded cluster lives

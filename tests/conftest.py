@@ -81,12 +81,11 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "notes", "serve"], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, cwd=ROOT,
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "notes", "serve"], env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, cwd=ROOT,
+            )
         wait_until(self._ready, timeout, 0.05, f"the server on port {self.port}")
         return self
 
@@ -118,7 +117,7 @@ class ServerProcess:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A real PostgreSQL for the whole session, migrated to head (NOTES_TEST_DATABASE_URL or embedded)."""
+    """A real PostgreSQL for the session, migrated (NOTES_TEST_DATABASE_URL, else embedded)."""
     given = os.environ.get("NOTES_TEST_DATABASE_URL")
     if given:
         upgrade(given)

@@ -1,4 +1,4 @@
-"""The two README commands, CI, and docker-compose.yml (checked by reading: no Docker engine here)."""
+"""The README commands, CI, and docker-compose.yml (read, not run: no Docker engine here)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The hub: the registry of open notes in this process.
 
-It loads a note into a :class:`Room` when the first socket or REST write needs it, keeps one save task
-per room, and unloads the room (after a final save) when nobody needs it any more.
+It loads a note into a :class:`Room` when the first socket or REST write needs it, keeps one save
+task per room, and unloads the room (after a final save) when nobody needs it any more.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class Hub:
         return self.rooms.get(note_id)
 
     async def acquire(self, note_id: uuid.UUID) -> Room | None:
-        """The note's room, loaded if needed and held until :meth:`release`; None if no such note."""
+        """The note's room, loaded if needed and held until :meth:`release` (None: no such note)."""
         room = self.rooms.get(note_id)
         if room is None:
             room = await self._load(note_id)

@@ -1,7 +1,7 @@
 """A room: one open note, its live document and everyone connected to it.
 
-Pure Python: a connection is anything with an ``id``, a ``name``, ``send(text)`` and ``close(code)``;
-the websocket route is a small adapter around a socket.
+Pure Python: a connection is anything with an ``id``, a ``name``, ``send(text)`` and
+``close(code)``; the websocket route is a small adapter around a socket.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class Room:
         return revision
 
     def replace_content(self, content: str) -> Revision | None:
-        """A REST write: apply the smallest diff from the live text, so concurrent typing survives."""
+        """A REST write: apply the smallest diff to the live text; concurrent typing survives."""
         revision = self.document.replace_text(content)
         if revision is not None:
             self._changed()

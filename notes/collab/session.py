@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -47,10 +48,9 @@ def handle_frame(room: Room, connection: Connection, frame: str | bytes) -> bool
                             ref=ref)
             return True
         if kind == "presence":
-            try:
+            # An old cursor is not worth a resync; the next one will do.
+            with contextlib.suppress(StaleRevision):
                 room.set_presence(connection, _revision_field(message), message.get("cursor"))
-            except StaleRevision:
-                pass  # an old cursor is not worth a resync; the next one will do
             return False
         if kind == "title":
             title = message.get("title")

@@ -47,7 +47,7 @@ def problems(*statuses: int) -> list[Response]:
 
 
 def openapi30(schema: Any) -> Any:
-    """pydantic's JSON Schema (2020-12) in the OpenAPI 3.0 dialect: ``nullable``, no ``null`` type."""
+    """pydantic's JSON Schema in the OpenAPI 3.0 dialect: ``nullable``, no ``null`` type."""
     if isinstance(schema, list):
         return [openapi30(item) for item in schema]
     if not isinstance(schema, dict):

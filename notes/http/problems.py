@@ -83,7 +83,7 @@ def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
         return problem_response(503, "The database does not answer; try again soon.",
                                 kind="database-unavailable", headers={"Retry-After": "5"})
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
-    status = getattr(exception, "status_code", 500) if isinstance(exception, SanicException) else 500
+    status = exception.status_code if isinstance(exception, SanicException) else 500
     return problem_response(status, "The server failed to handle this request.")
 
 

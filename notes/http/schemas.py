@@ -70,7 +70,9 @@ class NoteOut(BaseModel):
 
 class NotePage(BaseModel):
     items: list[NoteOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
 
 
 class EditApplied(BaseModel):
