@@ -46,12 +46,15 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"any of {', '.join(NAMES)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (1-2 minutes)")
     parser.add_argument("--quiet-wait", type=float, default=None,
-                        help="before each scenario, wait up to this many seconds for other work "
-                        "on the machine to use < 0.25 cores (default 120, --quick 0)")
+                        help="before each measured cell, wait up to this many seconds for other "
+                        "work on the machine to use < 0.35 cores, and run a cell again once if "
+                        "other work disturbed it (default 60; --quick: 0, no retry)")
     parser.add_argument("--out", help="JSON file (default bench/results/<time>[-quick].json)")
     args = parser.parse_args(argv)
     names = args.scenarios or NAMES
     h.raise_nofile()
+    wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 60.0)
+    h.QUIET.update(wait=wait, retries=1 if wait > 0 else 0)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or str(h.RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json")
     report = {"started": stamp, "quick": args.quick, "machine": h.machine(),
@@ -63,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         for name in names:
-            quiet = h.wait_quiet(args.quiet_wait if args.quiet_wait is not None
-                                 else (0 if args.quick else 120))
+            quiet = h.wait_quiet(min(h.QUIET["wait"], 30))
             print(f"== {name}  (other work on the machine: {quiet['others_cores']} cores, "
                   f"waited {quiet['waited_s']} s)", flush=True)
             started = time.monotonic()

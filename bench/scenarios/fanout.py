@@ -140,12 +140,13 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     cells = []
     try:
         for n, rate in grid:
-            cell = run_cell(server, n, rate, seconds)
+            cell = h.quiet_cell(lambda: run_cell(server, n, rate, seconds))
             cells.append(cell)
             lat = cell["latency_ms"]
             print(f"  fanout N={n:<4} {rate:>3}/s  p50 {h.fmt_ms(lat['p50'])} p99 "
                   f"{h.fmt_ms(lat['p99'])} max {h.fmt_ms(lat['max'])} ms  delivery "
-                  f"{cell['delivery']}  server cpu {cell['server_cpu']['cores']}  "
+                  f"{cell['delivery']}  server cpu {cell['server_cpu']['cores']}  others "
+                  f"{cell['others_cores_attempts']}  "
                   f"ok={cell['text_ok']}", flush=True)
     finally:
         server.stop()
@@ -169,6 +170,7 @@ def rows(result: dict) -> list[list[str]]:
         out.append([f"fanout N={c['subscribers']} @{c['rate']:g}/s",
                     f"p50 {h.fmt_ms(lat['p50'])} / p95 {h.fmt_ms(lat['p95'])} / p99 "
                     f"{h.fmt_ms(lat['p99'])} / max {h.fmt_ms(lat['max'])} ms",
-                    f"delivery {c['delivery']:.4f}, server {c['server_cpu']['cores']} cores",
+                    f"delivery {c['delivery']:.4f}, server {c['server_cpu']['cores']} cores, "
+                    f"others {c['others_cores']}",
                     "ok" if c["text_ok"] else "WRONG"])
     return out

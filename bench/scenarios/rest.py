@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 from bench import harness as h
@@ -61,13 +62,22 @@ def wrk(url: str, seconds: int, connections: int, pid: int, script: str | None =
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if script:
         cmd += ["-s", script]
-    cpu = h.CpuMeter([pid])
+    cpu, pg = h.CpuMeter([pid]), h.CpuMeter(h.postgres_pids())
     machine = h.MachineMeter()
-    proc = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 60)
-    result = parse_wrk(proc.stdout)
+    proc = subprocess.Popen(cmd + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    wrk_cpu = h.CpuMeter([proc.pid])
+    time.sleep(seconds * 0.9)
+    wrk_used = wrk_cpu.read()  # before wrk exits and its /proc entry goes
+    out, _ = proc.communicate(timeout=seconds + 60)
+    result = parse_wrk(out)
     result["server_cpu"] = cpu.read()
-    result["machine_cores"] = machine.read()
-    result["raw"] = proc.stdout
+    result["postgres_cpu"] = pg.read()
+    result["wrk_cpu"] = wrk_used
+    result["machine_cores"] = busy = machine.read()
+    result["others_cores"] = round(max(0.0, busy - result["server_cpu"]["cores"]
+                                       - result["postgres_cpu"]["cores"] - wrk_used["cores"]), 2)
+    result["raw"] = out
     return result
 
 
@@ -104,10 +114,11 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
             ("floor (again)", floor, f"{floor.url}/floor", None),
         ]
         for name, proc, url, script in targets:
-            r = wrk(url, seconds, connections, proc.pid, script)
+            r = h.quiet_cell(lambda: wrk(url, seconds, connections, proc.pid, script))
             cases[name] = r
             print(f"  rest {name:<28} {r['rps']} req/s  p50 {r['p50_ms']} p99 {r['p99_ms']} ms  "
-                  f"non-2xx {r['non_2xx']}  server cpu {r['server_cpu']['cores']}", flush=True)
+                  f"non-2xx {r['non_2xx']}  server cpu {r['server_cpu']['cores']} postgres "
+                  f"{r['postgres_cpu']['cores']}  others {r['others_cores_attempts']}", flush=True)
         # Checks: the answers are right.
         got = server.get_note(get_id)
         get_ok = got["content"] == content
@@ -144,6 +155,7 @@ def rows(result: dict) -> list[list[str]]:
         out.append([f"rest {name}",
                     f"{r['rps']} req/s; p50 {r['p50_ms']} / p99 {r['p99_ms']} / max "
                     f"{r['max_ms']} ms",
-                    f"{r['vs_floor']} of floor, server {r['server_cpu']['cores']} cores",
+                    f"{r['vs_floor']} of floor, server {r['server_cpu']['cores']} cores, pg "
+                    f"{r['postgres_cpu']['cores']}, others {r['others_cores']}",
                     "ok" if result["ok"] else "WRONG"])
     return out

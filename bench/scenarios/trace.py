@@ -207,29 +207,35 @@ def cold_load(server: h.Server, note_id: str, end: str) -> dict:
 
 
 def run(cluster: h.Cluster, quick: bool) -> dict:
-    limit = 20_000 if quick else None
-    modes = ("buffered", "pipelined") if quick else MODES
+    limit = 10_000 if quick else None
+    # ack-paced pays a round trip per keystroke: a prefix of the trace keeps the run in minutes.
+    modes = ([("buffered", limit), ("pipelined", limit)] if quick else
+             [("buffered", None), ("pipelined", None), ("ack-paced", 30_000)])
     _, _, end = load_trace(limit)
     db = cluster.fresh_database("trace")
     server = h.Server(db, name="trace").start()
     runs = []
     try:
-        for mode in modes:
-            r = run_mode(server, mode, limit, end, 10)
+        for mode, mode_limit in modes:
+            if h.QUIET["wait"] > 0:
+                h.wait_quiet(h.QUIET["wait"], h.QUIET["threshold"])
+            mode_end = end if mode_limit == limit else load_trace(mode_limit)[2]
+            r = run_mode(server, mode, mode_limit, mode_end, 10)
+            r["end"] = mode_end
             runs.append(r)
             print(f"  trace {mode:<10} {r['keystrokes']} keystrokes in {r['wall_s']} s = "
                   f"{r['edits_per_s']} edits/s ({r['revisions']} revisions, {r['messages']} "
                   f"messages), observers ok {r['observers_ok']}/{r['observers']}, "
-                  f"server cpu {r['server_cpu']['cores']}", flush=True)
+                  f"server cpu {r['server_cpu']['cores']}, others {r['others_cores']}", flush=True)
         # Every socket has closed: the rooms save and unload. Wait for the rows.
         deadline = time.monotonic() + 60
         for r in runs:
             while True:
                 content, rev, yjs, hist = stored_row(db, r["note"])
-                if content == end or time.monotonic() > deadline:
+                if content == r["end"] or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-            r["stored_ok"] = content == end
+            r["stored_ok"] = content == r["end"]
             r["stored_rev"] = rev
             r["yjs_state_bytes"] = yjs
             r["history_json_bytes"] = hist
@@ -238,7 +244,7 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     cold = h.Server(db, name="trace-cold").start()
     try:
         for r in runs:
-            r["cold_load"] = cold_load(cold, r["note"], end)
+            r["cold_load"] = cold_load(cold, r["note"], r.pop("end"))
             print(f"  trace {r['mode']:<10} stored ok {r['stored_ok']}, cold join "
                   f"{r['cold_load']['join_cold_ms']} ms (Yjs state {r['yjs_state_bytes']} B)",
                   flush=True)
@@ -252,6 +258,7 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
                   key=lambda r: r["edits_per_s"], default=None)
     return {
         "keystrokes": runs[0]["keystrokes"], "end_length": len(end), "runs": runs,
+        "note": "ack-paced replays the first 30,000 keystrokes in a full run (a round trip each)",
         "target": {
             "what": "trace replay >= 5,000 edits/s",
             "measured": {r["mode"]: r["edits_per_s"] for r in runs},
@@ -269,7 +276,8 @@ def rows(result: dict) -> list[list[str]]:
         out.append([f"trace {r['mode']} ({r['keystrokes']} keys)",
                     f"{r['edits_per_s']} edits/s, {r['wall_s']} s; observer p50 "
                     f"{h.fmt_ms(lat['p50'])} / p99 {h.fmt_ms(lat['p99'])} ms",
-                    f"{r['revisions']} revisions, server {r['server_cpu']['cores']} cores, "
+                    f"{r['revisions']} revisions, server {r['server_cpu']['cores']} cores, others "
+                    f"{r['others_cores']}, "
                     f"cold join {r['cold_load']['join_cold_ms']} ms",
                     "ok" if r["ok"] else "WRONG"])
     return out
