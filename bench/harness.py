@@ -35,6 +35,10 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 MP = mp.get_context("fork")
 
+#: A directory put first on the server's PYTHONPATH (``--server-path``): benchmark a patched copy
+#: of the ``notes`` package without touching the installed one.
+SERVER_PYTHONPATH: str | None = None
+
 
 # --- small numbers ------------------------------------------------------------------------------
 
@@ -146,6 +150,18 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+def git_head() -> str:
+    """The commit the server code comes from (``+dirty`` when notes/ has local changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "notes"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
 def machine() -> dict[str, Any]:
     mem = 0
     with open("/proc/meminfo") as f:
@@ -253,6 +269,9 @@ class Server:
         self.log_path = RESULTS / f"{name}-{self.port}.log"
         self.env = {**os.environ, "NOTES_DATABASE_URL": database_url,
                     "NOTES_PORT": str(self.port), "NOTES_ACCESS_LOG": "false", **(env or {})}
+        if SERVER_PYTHONPATH:
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (SERVER_PYTHONPATH, self.env.get("PYTHONPATH")) if p)
         self.argv = argv or [sys.executable, "-m", "notes", "serve"]
         self.process: subprocess.Popen | None = None
 

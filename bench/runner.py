@@ -7,6 +7,7 @@ import importlib
 import json
 import time
 import traceback
+from pathlib import Path
 from datetime import datetime, timezone
 
 from bench import harness as h
@@ -49,15 +50,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="before each measured cell, wait up to this many seconds for other "
                         "work on the machine to use < 0.35 cores, and run a cell again once if "
                         "other work disturbed it (default 60; --quick: 0, no retry)")
+    parser.add_argument("--server-path", help="run the notes server from this directory "
+                        "(put first on its PYTHONPATH), e.g. a patched copy of the package")
     parser.add_argument("--out", help="JSON file (default bench/results/<time>[-quick].json)")
     args = parser.parse_args(argv)
     names = args.scenarios or NAMES
     h.raise_nofile()
+    if args.server_path:
+        h.SERVER_PYTHONPATH = str(Path(args.server_path).resolve())
     wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 60.0)
     h.QUIET.update(wait=wait, retries=1 if wait > 0 else 0)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or str(h.RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json")
     report = {"started": stamp, "quick": args.quick, "machine": h.machine(),
+              "server_path": h.SERVER_PYTHONPATH, "git": h.git_head(),
               "compression": "off: the clients offer no websocket extension and Sanic's "
                              "ServerProtocol negotiates none (checked per run)",
               "results": {}}
