@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -41,6 +42,10 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenarios", nargs="*", choices=[[]] + NAMES, metavar="SCENARIO",
@@ -54,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(put first on its PYTHONPATH), e.g. a patched copy of the package")
     parser.add_argument("--out", help="JSON file (default bench/results/<time>[-quick].json)")
     args = parser.parse_args(argv)
+    # Stop cleanly (servers, load processes, the embedded cluster) on Ctrl-C or SIGTERM, also
+    # when started in the background (where a shell leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     names = args.scenarios or NAMES
     h.raise_nofile()
     if args.server_path:
