@@ -66,7 +66,8 @@ class Db:
 
     async def row(self, note_id: object) -> Any:
         statement = text(
-            "SELECT title, content, rev, version, yjs_state, history FROM notes WHERE id = :id"
+            "SELECT title, content, rev, version, yjs_state, history, updated_at FROM notes"
+            " WHERE id = :id"
         )
         async with self.engine.connect() as connection:
             result = await connection.execute(statement, {"id": uuid.UUID(str(note_id))})
