@@ -156,6 +156,7 @@ async def test_last_client_leaving_flushes_at_once_and_unloads(lazy_saver, db):
             text, rev = first.text, first.rev
             before = await db.row(note_id)
             assert before.content != text, "nothing saves while people are connected"
+            assert (await http.get(f"/notes/{note_id}")).json()["content"] == text, "GET is live"
 
             await second.close()
             await first.close()
