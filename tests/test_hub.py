@@ -16,7 +16,7 @@ import pytest
 from conftest import wait_for
 
 from notes.collab.document import LiveDocument
-from notes.collab.hub import AsyncioTasks, Hub, HubLimits, save_task_name
+from notes.collab.hub import AsyncioTasks, Hub, HubClosed, HubLimits, save_task_name
 
 DEBOUNCE = 0.1
 MAX_WAIT = 0.3
@@ -234,6 +234,17 @@ async def test_flush_all_saves_every_dirty_room(hub, store):
     assert all(c.closed == (1001, "server shutting down") for c in connections)
     assert [store.rows[n].content for n in notes] == ["note 0 edited!", "note 1 edited!",
                                                       "note 2!"]
+
+
+async def test_after_shutdown_nobody_new_gets_a_room(hub, store):
+    note = store.add("text")
+    connection = FakeConnection()
+    room = await hub.connect(note, connection)
+    type_at_end(room, connection, " typed")
+    assert await hub.shutdown() == 0
+    with pytest.raises(HubClosed):
+        await hub.acquire(note)
+    assert store.rows[note].content == "text typed"
 
 
 # --- leaving, deleting -------------------------------------------------------------------------

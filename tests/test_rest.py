@@ -245,3 +245,4 @@ def test_health_503_when_database_is_down(tmp_path):
     finally:
         server.stop()
         embedded.delete()
+

@@ -31,6 +31,10 @@ class DocumentStore(Protocol):
         """Write the note; None when it no longer exists."""
 
 
+class HubClosed(RuntimeError):
+    """The hub is shutting down and takes no new holders."""
+
+
 @dataclass(frozen=True)
 class HubLimits:
     history_limit: int = 2000
@@ -78,7 +82,13 @@ class Hub:
         return self.rooms.get(note_id)
 
     async def acquire(self, note_id: uuid.UUID) -> Room | None:
-        """The note's room, loaded if needed and held until :meth:`release` (None: no such note)."""
+        """The note's room, loaded if needed and held until :meth:`release` (None: no such note).
+
+        Refused with :class:`HubClosed` once shutdown began: a change after the final flush
+        would be lost.
+        """
+        if self.closing:
+            raise HubClosed("the server is shutting down")
         room = self.rooms.get(note_id)
         if room is None:
             room = await self._load(note_id)

@@ -11,6 +11,7 @@ from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
+from notes.collab.hub import HubClosed
 from notes.collab.room import CLOSE_NOTE_GONE
 from notes.collab.session import handle_frame
 
@@ -94,6 +95,9 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
         return
     try:
         room = await hub.connect(note_id, connection, _since(request.args.get("since")))
+    except HubClosed:
+        await ws.close(1001, "server shutting down")
+        return
     except Exception:  # the database is down, say: a server error, not a normal close
         log.exception("opening note %s for a live connection failed", note_id)
         await ws.close(CLOSE_SERVER_ERROR, "server error")

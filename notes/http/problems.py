@@ -12,6 +12,8 @@ from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import HTTPResponse, json
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from notes.collab.hub import HubClosed
+
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "https://notes.invalid/problems/"
@@ -77,6 +79,9 @@ def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
         status = exception.status_code
         detail = str(exception) or HTTPStatus(status).description
         return problem_response(status, _public_detail(status, detail), headers=exception.headers)
+    if isinstance(exception, HubClosed):
+        return problem_response(503, "The server is shutting down; try again soon.",
+                                kind="shutting-down", headers={"Retry-After": "2"})
     if database_unavailable(exception):
         log.warning("database unavailable on %s %s: %s", request.method, request.path,
                     type(exception).__name__)
