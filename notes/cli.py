@@ -7,6 +7,8 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from sqlalchemy import text
@@ -50,12 +52,22 @@ class DatabaseUnavailable(RuntimeError):
     pass
 
 
-def _database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+@contextmanager
+def migrated_database(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgres | None]]:
+    """The configured database (the embedded cluster, started, unless NOTES_DATABASE_URL is set),
+    migrated to head; an embedded cluster is stopped on the way out."""
     if settings.database_url:
         wait_for_database(settings.database_url, settings.database_wait)
-        return settings.database_url, None
-    embedded = EmbeddedPostgres(settings.data_dir)
-    return embedded.start(), embedded
+        url, embedded = settings.database_url, None
+    else:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        url = embedded.start()
+    try:
+        upgrade(url)
+        yield url, embedded
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 def serve(settings: Settings, workers: int) -> int:
@@ -65,13 +77,7 @@ def serve(settings: Settings, workers: int) -> int:
         return 2
     from notes.app import create_app
 
-    try:
-        url, embedded = _database(settings)
-    except (EmbeddedDatabaseError, DatabaseUnavailable) as error:
-        print(f"notes: {error}", file=sys.stderr)
-        return 1
-    try:
-        upgrade(url)
+    with migrated_database(settings) as (url, embedded):
         app = create_app(replace(settings, database_url=url))
         where = f"http://{settings.host}:{settings.port}"
         kind = f"embedded PostgreSQL in {settings.data_dir}" if embedded else "NOTES_DATABASE_URL"
@@ -81,24 +87,12 @@ def serve(settings: Settings, workers: int) -> int:
         print(f"  database: {kind} ({_describe(url)})", flush=True)
         app.run(host=settings.host, port=settings.port, single_process=True,
                 access_log=settings.access_log, motd=False)
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 
 def migrate(settings: Settings) -> int:
-    try:
-        url, embedded = _database(settings)
-    except (EmbeddedDatabaseError, DatabaseUnavailable) as error:
-        print(f"notes: {error}", file=sys.stderr)
-        return 1
-    try:
-        upgrade(url)
+    with migrated_database(settings) as (url, _):
         print(f"migrated {_describe(url)}")
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0
 
 
@@ -124,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"notes: {error}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        return serve(settings, args.workers)
-    return migrate(settings)
+    try:
+        if args.command == "serve":
+            return serve(settings, args.workers)
+        return migrate(settings)
+    except (EmbeddedDatabaseError, DatabaseUnavailable) as error:
+        print(f"notes: {error}", file=sys.stderr)
+        return 1
