@@ -717,7 +717,8 @@ def test_screenshot_of_two_editors(browser, open_page, make_note, http):
         me.testid("peers").get_by_text(other.name).wait_for()
         me.page.locator("#mirror .caret.fresh").get_by_text(other.name).wait_for()
         assert me.text() == final
-    assert "Ln 8, Col 14" in ada.testid("peers").inner_text()  # before 金閣寺
+    # Bob's caret, three characters back: before 金閣寺 (presence arrives after the key presses)
+    ada.testid("peers").get_by_text("Ln 8, Col 14").wait_for(timeout=TIMEOUT_MS)
     shots = [base64.b64encode(e.page.screenshot()).decode() for e in (ada, bob)]
 
     sheet = browser.new_page(viewport={"width": 1480, "height": 600})
