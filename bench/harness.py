@@ -35,8 +35,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 MP = mp.get_context("fork")
 
-#: A directory put first on the server's PYTHONPATH (``--server-path``): benchmark a patched copy
-#: of the ``notes`` package without touching the installed one.
+#: A directory holding a (patched) copy of the ``notes`` package (``--server-path``): the server
+#: runs from there (its working directory, first on PYTHONPATH) instead of this checkout.
 SERVER_PYTHONPATH: str | None = None
 
 
@@ -283,7 +283,8 @@ class Server:
     def start(self, timeout: float = 60.0, health: str = "/health") -> Server:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.argv, env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=_preexec)
+                                        stderr=subprocess.STDOUT, cwd=SERVER_PYTHONPATH or ROOT,
+                                        preexec_fn=_preexec)
         log.close()
         deadline = time.monotonic() + timeout
         while True:
