@@ -62,6 +62,9 @@ def wrk(url: str, seconds: int, connections: int, pid: int, script: str | None =
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if script:
         cmd += ["-s", script]
+    # Warm up (and let the server's database pool open its connections, so that their postgres
+    # backends exist when their CPU is counted).
+    subprocess.run(cmd[:3] + ["-d1s"] + cmd[4:] + [url], capture_output=True, timeout=60)
     cpu, pg = h.CpuMeter([pid]), h.CpuMeter(h.postgres_pids())
     machine = h.MachineMeter()
     proc = subprocess.Popen(cmd + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
