@@ -151,7 +151,13 @@ def postgres_pids() -> list[int]:
 
 
 def git_head() -> str:
-    """The commit the server code comes from (``+dirty`` when notes/ has local changes)."""
+    """The commit the server code comes from (``+dirty`` when notes/ has local changes). For a
+    ``--server-path`` copy: the commit written in its COMMIT file (see docs/benchmarks.md)."""
+    if SERVER_PYTHONPATH:
+        marker = Path(SERVER_PYTHONPATH) / "COMMIT"
+        if marker.exists():
+            return marker.read_text().strip()
+        return f"copy at {SERVER_PYTHONPATH}"
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                               capture_output=True, text=True).stdout.strip()
