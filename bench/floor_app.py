@@ -1,7 +1,8 @@
 """Sanic's own floor: one route returning a constant JSON, single process, no database.
 
-``python -m bench.floor_app PORT``. Configured like the notes server (no access log, no motd,
-single process) so that the REST numbers of notes can be read against it.
+``python bench/floor_app.py PORT`` (or ``python -m bench.floor_app PORT``). Configured like the
+notes server (no access log, no motd, single process) so that the REST numbers of notes can be
+read against it.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     connections = 32
     db = cluster.fresh_database("rest")
     server = h.Server(db, name="rest").start()
-    floor = h.Server("", name="floor", argv=[sys.executable, "-m", "bench.floor_app", "0"])
+    floor = h.Server("", name="floor",
+                     argv=[sys.executable, str(h.ROOT / "bench" / "floor_app.py"), "0"])
     floor.argv[-1] = str(floor.port)
     floor.start(health="/health")
     tmp = tempfile.mkdtemp(prefix="bench-wrk-")
