@@ -1,1 +1,4 @@
-"""Benchmarks for the notes server: ``python -m bench [--quick] [SCENARIO ...]`` (see docs/benchmarks.md)."""
+"""Benchmarks for the notes server: ``python -m bench [--quick] [SCENARIO ...]``.
+
+See docs/benchmarks.md.
+"""

@@ -22,7 +22,8 @@ from bench.wsclient import WsClient
 
 TOKEN = re.compile(rb"\[(\d+)\.(\d+)\.(\d+)\]")
 TOKEN_STR = re.compile(r"\[(\d+)\.(\d+)\.(\d+)\]")
-TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "automerge-paper.json.gz"
+ROOT = Path(__file__).resolve().parent.parent
+TRACE = ROOT.parent / "shared" / "data" / "automerge-paper.json.gz"
 
 
 def token(author: int, seq: int) -> str:

@@ -9,6 +9,7 @@ except the embedded-PostgreSQL launcher and the delta helpers the clients use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -99,11 +100,8 @@ def rss_bytes(pid: int) -> int:
 
 def children_pids(pid: int) -> list[int]:
     out = []
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            out = [int(x) for x in f.read().split()]
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+        out = [int(x) for x in f.read().split()]
     for child in list(out):
         out.extend(children_pids(child))
     return out
@@ -122,10 +120,8 @@ class CpuMeter:
     def _sample(self) -> dict[int, float]:
         out = {}
         for pid in self.pids:
-            try:
+            with contextlib.suppress(OSError):
                 out[pid] = cpu_seconds(pid)
-            except OSError:
-                pass
         return out
 
     def read(self) -> dict[str, float]:
@@ -211,7 +207,7 @@ def sql(url: str, statement: str, *args) -> list:
 
 
 class Cluster:
-    """One embedded PostgreSQL for a whole ``python -m bench`` run; a fresh database per scenario."""
+    """One embedded PostgreSQL for a ``python -m bench`` run; a fresh database per scenario."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="notes-bench-pg-"))
@@ -287,11 +283,10 @@ class Server:
         return self.process.pid
 
     def start(self, timeout: float = 60.0, health: str = "/health") -> Server:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, cwd=SERVER_PYTHONPATH or ROOT,
-                                        preexec_fn=_preexec)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.argv, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT,
+                                            cwd=SERVER_PYTHONPATH or ROOT, preexec_fn=_preexec)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -525,14 +520,14 @@ def wait_quiet(max_wait: float, threshold: float = 0.25) -> dict:
 QUIET = {"retries": 1, "wait": 60.0, "threshold": 0.35}
 
 
-def quiet_cell(fn: Callable[[], dict]) -> dict:
-    """Run a measured cell, retried (see QUIET) when other work on the machine disturbed it.
+def quiet_cell(fn: Callable[..., dict], *args) -> dict:
+    """Run ``fn(*args)``, a measured cell, again (see QUIET) when other work disturbed it.
     Returns the least disturbed attempt; ``others_cores_attempts`` lists every attempt's."""
     attempts: list[dict] = []
-    for attempt in range(QUIET["retries"] + 1):
+    for _ in range(QUIET["retries"] + 1):
         if QUIET["wait"] > 0:
             wait_quiet(QUIET["wait"], QUIET["threshold"])
-        result = fn()
+        result = fn(*args)
         attempts.append(result)
         if result.get("others_cores", 0.0) < QUIET["threshold"]:
             break

@@ -101,7 +101,8 @@ def idle(r: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     for path in argv:
-        report = json.load(open(path))
+        with open(path) as f:
+            report = json.load(f)
         print(f"<!-- {path}: server {report.get('git')}, quick={report['quick']}, "
               f"{report.get('elapsed_s')} s -->")
         for name, result in report["results"].items():
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(globals()[name](result)))
             if result.get("target"):
                 t = result["target"]
-                print(f"\nTarget: {t['what']}: {'met' if t['met'] else 'missed'} "
+                verdict = "n/a" if t["met"] is None else "met" if t["met"] else "missed"
+                print(f"\nTarget: {t['what']}: {verdict} "
                       f"({t.get('measured_ms', t.get('measured'))})")
     return 0
 

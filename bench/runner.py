@@ -8,8 +8,8 @@ import json
 import signal
 import time
 import traceback
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 
 from bench import harness as h
 from bench.scenarios import NAMES
@@ -26,7 +26,7 @@ def table(results: dict) -> str:
         rows.extend(module.rows(result))
     widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
     header = ["case", "latency / throughput", "detail", "check"]
-    widths = [max(w, len(hd)) for w, hd in zip(widths, header)]
+    widths = [max(w, len(hd)) for w, hd in zip(widths, header, strict=True)]
     fmt = " | ".join(f"{{:<{w}}}" for w in widths)
     lines.append(fmt.format(*header))
     lines.append("-+-".join("-" * w for w in widths))
@@ -34,10 +34,11 @@ def table(results: dict) -> str:
         lines.append(fmt.format(*r))
     lines.append("")
     lines.append("Targets (issue 5):")
-    for name, result in results.items():
+    for result in results.values():
         target = result.get("target")
         if target:
-            lines.append(f"  {'MET ' if target['met'] else 'MISS'} {target['what']}: "
+            mark = "n/a " if target["met"] is None else "MET " if target["met"] else "MISS"
+            lines.append(f"  {mark} {target['what']}: "
                          f"{target.get('measured_ms', target.get('measured'))}")
     return "\n".join(lines)
 

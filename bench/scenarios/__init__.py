@@ -1,3 +1,3 @@
-"""One module per scenario of issue 5; each has ``run(cluster, quick) -> dict`` and ``rows(result)``."""
+"""One module per scenario of issue 5, each with ``run(cluster, quick)`` and ``rows(result)``."""
 
 NAMES = ["fanout", "authors", "trace", "saves", "rest", "idle"]

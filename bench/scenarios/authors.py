@@ -226,7 +226,7 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     cliff = None
     try:
         for count in steps:
-            step = h.quiet_cell(lambda: run_step(server, count, seconds, 5.0))
+            step = h.quiet_cell(run_step, server, count, seconds, 5.0)
             results.append(step)
             lat = step["latency_ms"]
             bad = (lat["p95"] is None or lat["p95"] > 2000 or step["errors"] or step["closed"]
@@ -234,7 +234,8 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
                    or (step["delivery"] or 0) < 1.0)
             print(f"  authors A={count:<4} p50 {h.fmt_ms(lat['p50'])} p95 {h.fmt_ms(lat['p95'])}"
                   f" p99 {h.fmt_ms(lat['p99'])} ms  server cpu {step['server_cpu']['cores']}  "
-                  f"loadgen {step['loadgen_cpu']['cores']}  others {step['others_cores_attempts']}  errors {step['errors']} closed "
+                  f"loadgen {step['loadgen_cpu']['cores']}  others "
+                  f"{step['others_cores_attempts']}  errors {step['errors']} closed "
                   f"{step['closed']}  ok={step['text_ok']}", flush=True)
             if bad and cliff is None:
                 cliff = count
@@ -257,7 +258,8 @@ def rows(result: dict) -> list[list[str]]:
                     f"p50 {h.fmt_ms(lat['p50'])} / p95 {h.fmt_ms(lat['p95'])} / p99 "
                     f"{h.fmt_ms(lat['p99'])} / max {h.fmt_ms(lat['max'])} ms",
                     f"server {s['server_cpu']['cores']} cores, loadgen "
-                    f"{s['loadgen_cpu']['cores']}, others {s['others_cores']}, delivery {s['delivery']}, "
+                    f"{s['loadgen_cpu']['cores']}, others {s['others_cores']}, "
+                    f"delivery {s['delivery']}, "
                     f"closed {s['closed']}",
                     "ok" if s["text_ok"] else "WRONG"])
     return out

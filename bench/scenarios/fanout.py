@@ -126,7 +126,8 @@ def run_cell(server: h.Server, n: int, rate: float, seconds: float) -> dict:
         "subscribers_correct": correct, "closed_early": sum(1 for r in results if r["close"]),
         "gaps": sum(r["gaps"] for r in results), "join_errors": join_errors,
         "server_cpu": cpu, "loadgen_cpu": lcpu, "machine_cores": busy,
-        "others_cores": round(max(0.0, busy - cpu["cores"] - lcpu["cores"]), 2), "extensions": wready["extensions"] or "none",
+        "others_cores": round(max(0.0, busy - cpu["cores"] - lcpu["cores"]), 2),
+        "extensions": wready["extensions"] or "none",
         "text_ok": ok,
     }
 
@@ -140,7 +141,7 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     cells = []
     try:
         for n, rate in grid:
-            cell = h.quiet_cell(lambda: run_cell(server, n, rate, seconds))
+            cell = h.quiet_cell(run_cell, server, n, rate, seconds)
             cells.append(cell)
             lat = cell["latency_ms"]
             print(f"  fanout N={n:<4} {rate:>3}/s  p50 {h.fmt_ms(lat['p50'])} p99 "

@@ -31,7 +31,7 @@ async def idle_worker(index: int, conf: dict, ctl: h.Control) -> None:
             base = opened
             opened += count
 
-            async def one(i: int):
+            async def one(i: int, base: int = base):
                 note_id, digest = notes[(base + i) % len(notes)]
                 t0 = time.time_ns()
                 ws = await WsClient.connect(port, f"/notes/{note_id}/live?name=idle{index}")
@@ -82,7 +82,7 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
         for target in steps:
             add = target - total
             shares = [add // procs + (1 if i < add % procs else 0) for i in range(procs)]
-            for q, n in zip(workers.cmd, shares):
+            for q, n in zip(workers.cmd, shares, strict=True):
                 q.put(("open", n))
             cpu = server.cpu()
             t0 = time.monotonic()
@@ -127,8 +127,9 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
         "notes": notes_count, "steps": results,
         "target": {"what": "5,000 idle connections in under 300 MB",
                    "measured": f"{last['rss_mb']} MB RSS with {last['connections']}",
-                   "met": last["connections"] >= 5000 and last["rss_mb"] < 300
-                   and last["open"] == 5000},
+                   # a --quick run does not reach 5,000: no verdict
+                   "met": None if last["connections"] < 5000 else
+                   last["rss_mb"] < 300 and last["open"] == 5000},
         "ok": all(s["errors"] == 0 and s["content_ok"] == s["new"] and s["open"] == s["connections"]
                   for s in results),
     }

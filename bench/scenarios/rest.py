@@ -28,8 +28,9 @@ request = function()
 end
 """
 
-WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
-         "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee").split()
+WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+         "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+         "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee")
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -118,7 +119,7 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
             ("floor (again)", floor, f"{floor.url}/floor", None),
         ]
         for name, proc, url, script in targets:
-            r = h.quiet_cell(lambda: wrk(url, seconds, connections, proc.pid, script))
+            r = h.quiet_cell(wrk, url, seconds, connections, proc.pid, script)
             cases[name] = r
             print(f"  rest {name:<28} {r['rps']} req/s  p50 {r['p50_ms']} p99 {r['p99_ms']} ms  "
                   f"non-2xx {r['non_2xx']}  server cpu {r['server_cpu']['cores']} postgres "
@@ -140,7 +141,7 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
         floor.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     floor_rps = max(cases["floor"]["rps"], cases["floor (again)"]["rps"])
-    for name, r in cases.items():
+    for r in cases.values():
         r["vs_floor"] = round(r["rps"] / floor_rps, 3) if r["rps"] else None
     errors = sum(r["non_2xx"] for r in cases.values())
     ratio = cases["GET /notes/{id}"]["vs_floor"]

@@ -22,11 +22,10 @@ import json
 import math
 import random
 import time
-import uuid
 from array import array
 
 from bench import harness as h
-from bench.clients import open_many, sha, token, wait_until
+from bench.clients import open_many, token, wait_until
 from bench.wsclient import WsClient
 
 
@@ -221,7 +220,8 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     normal = {"NOTES_SAVE_DEBOUNCE": str(debounce), "NOTES_SAVE_MAX_WAIT": str(max_wait)}
     phases = []
     for name, env in (("no-saves", never), ("saves", normal)):
-        p = h.quiet_cell(lambda: run_phase(cluster, name, env, count, rate, seconds, initial))
+        p = h.quiet_cell(run_phase, cluster, name, env, count, rate, seconds,
+                         initial)
         phases.append(p)
         print(f"  saves {name:<8} {p['keystrokes']} keystrokes, {p['db_writes']} writes "
               f"({p['writes_per_1000_edits']} per 1000), ack p50 "
