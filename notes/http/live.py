@@ -10,6 +10,7 @@ import uuid
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
 
 from notes.collab.hub import HubClosed
 from notes.collab.room import CLOSE_NOTE_GONE
@@ -24,10 +25,16 @@ CLOSE_SERVER_ERROR = 1011
 MAX_NAME = 100
 
 
-class SocketConnection:
-    """A room's view of one socket: ``send`` queues, a writer task drains the queue.
+# Bytes waiting in a socket's transport above which frames go through its queue instead.
+DIRECT_WRITE_LIMIT = 64 * 1024
 
-    A reader that falls ``queue_size`` messages behind is cut off with 1013, so a slow client
+
+class SocketConnection:
+    """A room's view of one socket: ``send`` never blocks.
+
+    A frame for a socket that keeps up is written to its transport at once (no task switch, no
+    lock: fan-out's hot path). Otherwise it waits in a bounded queue that a writer task drains;
+    a reader that falls ``queue_size`` messages behind is cut off with 1013, so a slow client
     never slows the room down.
     """
 
@@ -38,9 +45,12 @@ class SocketConnection:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
         self.close_code: int | None = None
         self.close_reason = ""
+        self.writing = False  # the writer task is inside ws.send
 
     def send(self, text: str) -> None:
         if self.close_code is not None:
+            return
+        if not self.writing and self.queue.empty() and self._write_now(text):
             return
         try:
             self.queue.put_nowait(text)
@@ -66,13 +76,33 @@ class SocketConnection:
         if pending_recv is not None and not pending_recv.done():
             pending_recv.cancel()
 
+    def _write_now(self, text: str) -> bool:
+        """Frame and write ``text`` now if the socket is open and its transport keeps up.
+
+        Synchronous, so frames never interleave with the writer task's or Sanic's pings (those
+        frame and hand over their bytes without awaiting in between).
+        """
+        ws = self.ws
+        transport = ws.io_proto.transport if ws.io_proto else None
+        if (transport is None or transport.is_closing() or ws.ws_proto.state is not OPEN
+                or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT):
+            return False
+        ws.ws_proto.send_text(text.encode())
+        for data in ws.ws_proto.data_to_send():
+            transport.write(data)
+        return True
+
     async def write_messages(self) -> None:
         while True:
             text = await self.queue.get()
             if text is None:
                 await self.ws.close(self.close_code or 1000, self.close_reason)
                 return
-            await self.ws.send(text)
+            self.writing = True
+            try:
+                await self.ws.send(text)
+            finally:
+                self.writing = False
 
 
 def _since(raw: str | None) -> int | None:
