@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.wsclient import WsClient
+from notes.collab.delta import apply_delta
 
 TOKEN = re.compile(rb"\[(\d+)\.(\d+)\.(\d+)\]")
 TOKEN_STR = re.compile(r"\[(\d+)\.(\d+)\.(\d+)\]")
@@ -32,33 +33,6 @@ def token(author: int, seq: int) -> str:
 
 def sha(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
-
-
-def apply(text: str, delta: list) -> str:
-    """Apply a (trusted, server-sent) delta: the same result as notes.collab.delta.apply_delta."""
-    pieces = []
-    pos = 0
-    for op in delta:
-        if "insert" in op:
-            pieces.append(op["insert"])
-        elif "retain" in op:
-            end = pos + op["retain"]
-            pieces.append(text[pos:end])
-            pos = end
-        else:
-            pos += op["delete"]
-    pieces.append(text[pos:])
-    return "".join(pieces)
-
-
-def length_change(delta: list) -> int:
-    change = 0
-    for op in delta:
-        if "insert" in op:
-            change += len(op["insert"])
-        elif "delete" in op:
-            change -= op["delete"]
-    return change
 
 
 def edit_delta(pos: int, ndel: int, ins: str) -> list:
@@ -128,7 +102,7 @@ class Follower:
             if msg["rev"] != self.rev + 1:
                 self.gaps += 1
             self.rev = msg["rev"]
-            self.text = apply(self.text, msg["delta"])
+            self.text = apply_delta(self.text, msg["delta"])
             if self.record:
                 for m in TOKEN.finditer(payload):
                     self.lat.append(now - int(m.group(3)))
@@ -144,7 +118,7 @@ class Follower:
             if msg["rev"] != self.rev + 1:
                 self.gaps += 1
             self.rev = msg["rev"]
-            self.text = apply(self.text, msg["delta"])
+            self.text = apply_delta(self.text, msg["delta"])
 
     def arrivals(self) -> list[tuple[int, int]]:
         """(rev, arrival ns) of the stored frames (``defer``), rev read without a full parse."""

@@ -20,8 +20,9 @@ from array import array
 from collections import Counter
 
 from bench import harness as h
-from bench.clients import TOKEN, TOKEN_STR, Follower, length_change, open_many, sha, wait_until
+from bench.clients import TOKEN, TOKEN_STR, Follower, open_many, sha, wait_until
 from bench.wsclient import WsClient
+from notes.collab.delta import length_change
 
 
 class Author:
