@@ -14,7 +14,7 @@ from notes.config import Settings
 from notes.http import live, notes, site
 from notes.http.openapi_docs import configure_docs, openapi
 from notes.http.problems import handle_exception
-from notes.http.site import PROTOCOL_DOC, STATIC_DIR
+from notes.http.site import STATIC_DIR
 from notes.store.database import make_engine
 from notes.store.queries import NoteStore
 from notes.use_cases import NoteLimits
@@ -111,4 +111,4 @@ async def _close_resources(app: Sanic) -> None:
     await app.ctx.engine.dispose()
 
 
-__all__ = ["create_app", "PROTOCOL_DOC"]
+__all__ = ["create_app"]

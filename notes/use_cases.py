@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from notes.collab.document import EditRejected, Revision, StaleRevision
+from notes.collab.document import Revision, StaleRevision
 from notes.collab.hub import Hub
 from notes.collab.room import Room
 from notes.collab.text import text_problem
@@ -188,7 +188,7 @@ async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list) -
 
 
 __all__ = [
-    "EditRejected", "EditTooOld", "InvalidCursor", "InvalidNote", "NoteLimits", "NoteNotFound",
+    "EditTooOld", "InvalidCursor", "InvalidNote", "NoteLimits", "NoteNotFound",
     "PreconditionFailed", "apply_http_edit", "create_note", "delete_note", "etag_of",
     "etag_matches", "list_notes", "read_note", "update_note",
 ]

@@ -29,12 +29,8 @@ class Connection(Protocol):
         """Close the connection soon; never blocks."""
 
 
-class TitleRejected(ValueError):
+class TitleRejected(EditRejected):
     code = "bad_title"
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
 
 def encode(message: dict[str, Any]) -> str:

@@ -43,7 +43,6 @@ class Saver:
         self.max_wait = max_wait
         self.retry_initial = retry_initial
         self.retry_max = retry_max
-        self.writes = 0
         self._wakeups: dict[int, asyncio.Event] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -68,7 +67,6 @@ class Saver:
                     for r in room.document.recent_revisions(self.persisted_history)
                 ],
             )
-            self.writes += 1
             if stored is None:
                 room.deleted = True
                 return None

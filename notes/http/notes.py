@@ -269,8 +269,7 @@ async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
         raise Problem(409, str(stale), kind="stale-revision",
                       extra={"rev": stale.rev, "content": stale.content}) from None
     except EditRejected as rejected:
-        raise Problem(422, getattr(rejected, "message", None) or str(rejected),
-                      kind=getattr(rejected, "code", "bad_delta").replace("_", "-"),
-                      errors=[{"loc": ["delta"], "msg": str(rejected),
-                               "type": getattr(rejected, "code", "bad_delta")}]) from None
+        raise Problem(422, rejected.message, kind=rejected.code.replace("_", "-"),
+                      errors=[{"loc": ["delta"], "msg": rejected.message,
+                               "type": rejected.code}]) from None
     return json_response({"rev": revision.rev, "delta": revision.delta})

@@ -16,11 +16,6 @@ def asyncpg_url(url: str) -> str:
     return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, query, parts.fragment))
 
 
-def sync_url(url: str) -> str:
-    """The same database for alembic's synchronous run (through asyncpg as well)."""
-    return asyncpg_url(url)
-
-
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         asyncpg_url(url),
