@@ -12,7 +12,8 @@ from datetime import datetime
 from notes.collab.document import Revision, StaleRevision
 from notes.collab.hub import Hub
 from notes.collab.room import Room
-from notes.collab.text import text_problem
+from notes.collab.saver import SaveRejected
+from notes.collab.text import field_problem
 from notes.store.queries import NoteStore, PageKey, StoredNote
 
 
@@ -72,14 +73,9 @@ def _check_fields(limits: NoteLimits, title: str | None, content: str | None) ->
     errors = []
     for field, value, limit in (("title", title, limits.max_title),
                                 ("content", content, limits.max_content)):
-        if value is None:
-            continue
-        if len(value) > limit:
-            errors.append({"loc": [field], "msg": f"at most {limit} characters",
-                           "type": "too_long"})
-        problem = text_problem(value)
+        problem = None if value is None else field_problem(value, limit)
         if problem:
-            errors.append({"loc": [field], "msg": problem, "type": "invalid_text"})
+            errors.append({"loc": [field], "msg": problem[1], "type": problem[0]})
     if errors:
         raise InvalidNote(errors)
 
@@ -150,7 +146,11 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
             room.replace_content(content)
         if title is not None:
             room.set_title(title)
-        stored = await hub.flush(room)
+        try:
+            stored = await hub.flush(room)
+        except SaveRejected as refusal:
+            raise InvalidNote([{"loc": [], "msg": f"the database refused the note: {refusal}",
+                                "type": "rejected"}]) from None
         if stored is None:
             if room.deleted:
                 raise NoteNotFound(note_id)

@@ -17,6 +17,7 @@ from conftest import wait_for
 
 from notes.collab.document import LiveDocument
 from notes.collab.hub import AsyncioTasks, Hub, HubClosed, HubLimits, save_task_name
+from notes.collab.session import JSON
 
 DEBOUNCE = 0.1
 MAX_WAIT = 0.3
@@ -88,6 +89,8 @@ class FakeStore:
 
 
 class FakeConnection:
+    codec = JSON
+
     def __init__(self, name: str = "someone"):
         self.id = uuid.uuid4().hex[:12]
         self.name = name

@@ -13,18 +13,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def readme_commands() -> list[str]:
+    """The indented command lines of the README's quick start."""
     text = (ROOT / "README.md").read_text()
-    return [line.strip() for line in text.splitlines() if line.startswith("    python3 -m venv")]
+    quick_start = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [line.strip() for line in quick_start.splitlines() if line.startswith("    ")]
 
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     commands = readme_commands()
     assert len(commands) == 2
     serve, test = commands
-    assert serve.endswith("notes serve")
-    assert "pytest" in test
+    assert serve.startswith("python3 -m venv") and serve.endswith("notes serve")
+    assert test == "bash scripts/test"
     ci = (ROOT / ".ci" / "run").read_text()
     assert test in ci.splitlines()
+    script = (ROOT / "scripts" / "test").read_text()
+    assert "npm ci" in script and "chromium" in script
+    assert script.rstrip().endswith('exec .venv/bin/python -m pytest "$@"')
 
 
 def test_compose_has_postgres_with_healthcheck_and_app_waiting_for_it():
@@ -86,3 +91,22 @@ def test_serve_with_zero_configuration_uses_the_embedded_database(tmp_path):
     assert f"http://127.0.0.1:{server.port}/docs" in log
     assert "embedded PostgreSQL" in log
     assert not (data_dir / "pg" / "postmaster.pid").exists()  # the cluster was stopped
+
+
+def test_a_regular_install_serves_the_protocol_document(tmp_path):
+    """Not editable: everything the server reads at run time must be inside the package."""
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("notes-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    probe = ("import notes, notes.http.site as site; "
+             "print(notes.__file__); print(site.PROTOCOL_DOC.read_text()[:40])")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env={"PYTHONPATH": str(target)})
+    assert result.returncode == 0, result.stderr
+    installed, first_line = result.stdout.splitlines()[:2]
+    assert installed.startswith(str(target))
+    assert first_line == "# Live editing protocol"

@@ -1,8 +1,13 @@
 """The live document: one note's text as a pycrdt ``Doc``, with numbered revisions for OT.
 
-Clients speak code points; pycrdt's ``Text`` indexes UTF-8 bytes. The document keeps a ``str``
-mirror of the content for all code-point work and converts positions to bytes only when it writes
-an applied delta into the ``Text``.
+Clients of the JSON protocol speak code points; pycrdt's ``Text`` indexes UTF-8 bytes; Yjs clients
+send updates (which carry no positions). The document keeps a ``str`` mirror of the content for
+all code-point work; this module is the one boundary where positions change units: an applied
+delta is written into the ``Text`` in bytes, and the byte delta a Yjs update made is read back as
+code points (see ``_code_point_delta``).
+
+The document holds two shared types: the ``Text`` named ``content`` and the ``Text`` named
+``title``. Other shared types a Yjs client creates are kept (and stored) but mean nothing here.
 """
 
 from __future__ import annotations
@@ -10,12 +15,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
 from notes.collab import delta as deltas
 from notes.collab.delta import Delta, DeltaError
+from notes.collab.text import REPLACEMENT
 
 TEXT_NAME = "content"
+TITLE_NAME = "title"
+EMPTY_UPDATE = b"\x00\x00"
 
 
 class EditRejected(Exception):
@@ -50,12 +58,37 @@ class TooLarge(EditRejected):
     code = "too_large"
 
 
+class BadTitle(EditRejected):
+    code = "bad_title"
+
+
+class BadUpdate(EditRejected):
+    """A Yjs update that cannot be decoded or applied; the document is unchanged."""
+
+    code = "bad_update"
+
+
 @dataclass(frozen=True)
 class Revision:
     rev: int
     delta: Delta
     client: str | None
     ref: object | None = None
+
+
+@dataclass(frozen=True)
+class UpdateApplied:
+    """What one Yjs update from a client did.
+
+    ``revision``: its change to the content (None if it made none); ``repair``: the server's own
+    revision replacing characters PostgreSQL cannot store (NUL) that the update inserted;
+    ``title_changed``: it changed the title; ``changed``: it changed the document at all.
+    """
+
+    revision: Revision | None
+    repair: Revision | None
+    title_changed: bool
+    changed: bool
 
 
 def _utf8_len(text: str) -> int:
@@ -73,6 +106,7 @@ class LiveDocument:
         self,
         *,
         content: str = "",
+        title: str | None = None,
         rev: int = 0,
         state: bytes | None = None,
         history_limit: int = 2000,
@@ -88,15 +122,34 @@ class LiveDocument:
             self._ytext = Text(content)
             self._doc[TEXT_NAME] = self._ytext
             self._text = content
+        self._ytitle: Text = self._doc.get(TITLE_NAME, type=Text)
+        self._title = str(self._ytitle)
+        if title is not None and title != self._title:
+            self.set_title(title)  # the stored title wins (older rows have no title in the state)
         self._rev = rev
         self._history: deque[Revision] = deque(maxlen=history_limit)
         self.max_length = max_length
         if history and _consecutive_up_to(history, rev):
             self._history.extend(history)
+        # Every transaction that changes the document counts (``changes``) and leaves its update
+        # (``last_update``: what Yjs clients are sent for a change made here).
+        self.changes = 0
+        self.last_update = EMPTY_UPDATE
+        self._doc.observe(self._on_transaction)
+        # While a client's update is applied, the changes it makes to the texts are collected.
+        self._receiving = False
+        self._received_content: list[list[dict]] = []
+        self._received_title = False
+        self._ytext.observe(self._on_content_event)
+        self._ytitle.observe(self._on_title_event)
 
     @property
     def text(self) -> str:
         return self._text
+
+    @property
+    def title(self) -> str:
+        return self._title
 
     @property
     def rev(self) -> int:
@@ -113,6 +166,20 @@ class LiveDocument:
     def encode_state(self) -> bytes:
         """The full Yjs update of the document (what ``LiveDocument(state=...)`` loads)."""
         return self._doc.get_update()
+
+    def state_vector(self) -> bytes:
+        return self._doc.get_state()
+
+    def missing_from(self, state_vector: bytes) -> bytes:
+        """The update a Yjs peer with ``state_vector`` lacks (sync step 2)."""
+        try:
+            return self._doc.get_update(state_vector)
+        except ValueError as error:
+            raise BadUpdate(f"undecodable state vector: {error}") from None
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        self.changes += 1
+        self.last_update = event.update
 
     # --- history ------------------------------------------------------------------------------
 
@@ -204,32 +271,110 @@ class LiveDocument:
         except DeltaError as error:
             raise BadDelta(str(error)) from None
         self._check_length(len(new_text))
-        self._write_ytext(delta)
+        self._write(self._ytext, self._text, delta)
         self._text = new_text
+        return self._record(delta, client, ref)
+
+    def _record(self, delta: Delta, client: str | None, ref: object | None) -> Revision:
         self._rev += 1
         revision = Revision(self._rev, delta, client, ref)
         self._history.append(revision)
         return revision
 
-    def _write_ytext(self, delta: Delta) -> None:
-        """Apply a code-point delta (fitting the current mirror) to the byte-indexed ``Text``."""
-        old = self._text
+    def _write(self, target: Text, old: str, delta: Delta) -> None:
+        """Apply a code-point delta (fitting ``old``, the target's text) to a byte-indexed Text."""
         ascii_only = old.isascii()
         pos = 0  # code points into the old text
         offset = 0  # bytes into the Text as edited so far
         with self._doc.transaction():
             for op in delta:
                 if "insert" in op:
-                    self._ytext.insert(offset, op["insert"])
+                    target.insert(offset, op["insert"])
                     offset += _utf8_len(op["insert"])
                     continue
                 count = op.get("retain") or op["delete"]
                 size = count if ascii_only else _utf8_len(old[pos : pos + count])
                 if "delete" in op:
-                    del self._ytext[offset : offset + size]
+                    del target[offset : offset + size]
                 else:
                     offset += size
                 pos += count
+
+    # --- the title ----------------------------------------------------------------------------
+
+    def set_title(self, title: str) -> bool:
+        """Make the title ``title`` by a minimal diff of the title ``Text``; False if unchanged."""
+        if title == self._title:
+            return False
+        self._write(self._ytitle, self._title, deltas.diff(self._title, title))
+        self._title = title
+        return True
+
+    # --- Yjs updates from clients -------------------------------------------------------------
+
+    def apply_update(self, update: bytes, *, client: str | None) -> UpdateApplied:
+        """Apply a Yjs update; its change to the content becomes the next revision.
+
+        Refused (``BadUpdate``, ``TooLarge``) with the document unchanged when the update cannot
+        be decoded or would make the content longer than ``max_length`` code points.
+        """
+        if update == EMPTY_UPDATE:
+            return UpdateApplied(None, None, False, False)
+        self._check_update_growth(update)
+        changes = self.changes
+        self._receiving = True
+        try:
+            self._doc.apply_update(update)
+        except ValueError as error:
+            raise BadUpdate(f"undecodable update: {error}") from None
+        finally:
+            self._receiving = False
+            received, self._received_content = self._received_content, []
+            title_changed, self._received_title = self._received_title, False
+        revision = repair = None
+        if received:
+            old = self._text
+            new = str(self._ytext)
+            delta = _compose_all(old, [_code_point_delta(old, d) for d in received], new)
+            self._text = new
+            if delta:
+                revision = self._record(delta, client, None)
+            repair = self._repair_unstorable()
+        if title_changed:
+            self._title = str(self._ytitle)
+        return UpdateApplied(revision, repair, title_changed, self.changes != changes)
+
+    def _check_update_growth(self, update: bytes) -> None:
+        """Refuse an update that would grow the content past ``max_length``, before applying it.
+
+        An update inserts at most as many code points as it has bytes, so only an update that
+        could cross the limit is tried first on a copy of the document.
+        """
+        if len(self._text) + len(update) <= self.max_length:
+            return
+        probe = Doc()
+        try:
+            probe.apply_update(self.encode_state())
+            probe.apply_update(update)
+        except ValueError as error:
+            raise BadUpdate(f"undecodable update: {error}") from None
+        length = len(str(probe.get(TEXT_NAME, type=Text)))
+        self._check_length(length)
+
+    def _repair_unstorable(self) -> Revision | None:
+        """Yjs text may hold NUL, PostgreSQL text may not: NULs become U+FFFD, as a revision."""
+        if "\x00" not in self._text:
+            return None
+        return self._commit(deltas.diff(self._text, self._text.replace("\x00", REPLACEMENT)),
+                            None, None)
+
+    def _on_content_event(self, event: TextEvent) -> None:
+        if self._receiving:
+            self._received_content.append(event.delta)
+
+    def _on_title_event(self, event: TextEvent) -> None:
+        if self._receiving:
+            self._received_title = True
 
     # --- cursors ------------------------------------------------------------------------------
 
@@ -247,6 +392,46 @@ class LiveDocument:
         size = len(self._text)
         start = min(moved["index"], size)
         return {"index": start, "length": min(moved["length"], size - start)}
+
+
+def _code_point_delta(old: str, byte_delta: list[dict]) -> Delta | None:
+    """A pycrdt text delta (UTF-8 byte counts) on ``old`` as a code-point delta.
+
+    None when the delta holds something that is not plain text (an embed), which the caller then
+    works out by diffing instead.
+    """
+    encoded = None if old.isascii() else old.encode("utf-8")
+    ops: Delta = []
+    offset = 0  # bytes into old
+    for op in byte_delta:
+        if "insert" in op:
+            if not isinstance(op["insert"], str):
+                return None
+            ops.append({"insert": op["insert"]})
+            continue
+        kind = "retain" if "retain" in op else "delete"
+        size = op[kind]
+        count = size if encoded is None else len(encoded[offset : offset + size].decode("utf-8"))
+        offset += size
+        ops.append({kind: count})
+    return deltas.normalize(ops)
+
+
+def _compose_all(old: str, received: list[Delta | None], new: str) -> Delta:
+    """One delta from ``old`` to ``new``: the received deltas composed (a diff if any was None).
+
+    The result is checked against ``new`` (the ``Text`` itself), so the mirror never drifts.
+    """
+    if all(d is not None for d in received):
+        delta = received[0]
+        for later in received[1:]:
+            delta = deltas.compose(delta, later)
+        try:
+            if deltas.apply_delta(old, delta) == new:
+                return delta
+        except DeltaError:
+            pass
+    return deltas.diff(old, new)
 
 
 def _consecutive_up_to(history: list[Revision], rev: int) -> bool:

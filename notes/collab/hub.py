@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from notes.collab.document import LiveDocument, Revision
-from notes.collab.room import CLOSE_NOTE_GONE, Connection, Room
+from notes.collab.room import Member, Room
 from notes.collab.saver import Saver, TaskRunner
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ class DocumentStore(Protocol):
 
     async def save(self, note_id: uuid.UUID, *, title: str, content: str, rev: int,
                    yjs_state: bytes | None, history: list | None) -> Any:
-        """Write the note; None when it no longer exists."""
+        """Write the note; None when it no longer exists. Raises ``SaveRejected`` when the
+        database refuses this state for good (not for a connection failure)."""
 
 
 class HubClosed(RuntimeError):
@@ -110,15 +111,15 @@ class Hub:
             task.add_done_callback(self._releasing.discard)
             await asyncio.shield(task)
 
-    async def connect(self, note_id: uuid.UUID, connection: Connection,
+    async def connect(self, note_id: uuid.UUID, member: Member,
                       since: int | None = None) -> Room | None:
         room = await self.acquire(note_id)
         if room is not None:
-            room.join(connection, since)
+            room.join(member, since)
         return room
 
-    async def disconnect(self, room: Room, connection: Connection) -> None:
-        room.leave(connection)
+    async def disconnect(self, room: Room, member: Member) -> None:
+        room.leave(member)
         await self.release(room)
 
     async def _load(self, note_id: uuid.UUID) -> Room | None:
@@ -149,6 +150,7 @@ class Hub:
         note = stored.note
         document = LiveDocument(
             content=note.content,
+            title=note.title,
             rev=note.rev,
             state=stored.yjs_state,
             history_limit=self.limits.history_limit,
@@ -159,11 +161,12 @@ class Hub:
             # The Yjs state and the plain text disagree (the row was written by something that
             # doesn't know Yjs): the plain text wins, as a new revision.
             log.warning("note %s: Yjs state differs from content; using content", note_id)
-            document = LiveDocument(content=note.content, rev=note.rev,
+            document = LiveDocument(content=note.content, title=note.title, rev=note.rev,
                                     history_limit=self.limits.history_limit,
                                     max_length=self.limits.max_length)
-        return Room(note_id, document, note.title, max_title=self.limits.max_title,
-                    on_change=self.saver.changed)
+        room = Room(note_id, document, max_title=self.limits.max_title)
+        room.subscribe(self.saver.observe)
+        return room
 
     async def _save_and_unload(self, room: Room) -> None:
         try:
@@ -224,8 +227,6 @@ class Hub:
         room = self.rooms.get(note_id)
         if room is None:
             return
-        room.deleted = True
-        room.broadcast({"type": "deleted"})
-        room.close_all(CLOSE_NOTE_GONE, "note deleted")
+        room.mark_deleted()
         await self._unload(room)
 

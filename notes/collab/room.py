@@ -1,57 +1,85 @@
 """A room: one open note, its live document and everyone connected to it.
 
-Pure Python: a connection is anything with an ``id``, a ``name``, ``send(text)`` and
-``close(code)``; the websocket route is a small adapter around a socket.
+Pure Python, protocol-neutral: the room applies changes and emits typed events
+(``notes.collab.events``). A member is anything with an ``id``, a ``name``, a ``codec`` (its
+protocol's encoder, shared by every member speaking that protocol), ``send(frame)`` and
+``close(code)``; each event is encoded once per codec, not once per member. The websocket routes
+are small adapters around a socket.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from notes.collab.awareness import Awareness
 from notes.collab.delta import transform_cursor
-from notes.collab.document import EditRejected, LiveDocument, Revision
+from notes.collab.document import BadTitle, LiveDocument, Revision
+from notes.collab.events import (
+    CHANGES,
+    AwarenessChanged,
+    Deleted,
+    Event,
+    PeerJoined,
+    PeerLeft,
+    PresenceChanged,
+    RevisionApplied,
+    Saved,
+    StateChanged,
+    TitleChanged,
+)
+from notes.collab.text import field_problem, storable
 
 CLOSE_NOTE_GONE = 4404
 
+Frame = str | bytes
 
-class Connection(Protocol):
+
+class Codec(Protocol):
+    """One protocol's encoding of room events (one instance serves all its members)."""
+
+    def greet(self, room: Room, member: Member, since: int | None) -> Iterable[Frame]:
+        """The frames a member gets first, before any event."""
+
+    def encode(self, event: Event) -> Frame | None:
+        """The frame for every member but the event's origin (None: not for this protocol)."""
+
+    def encode_own(self, event: Event) -> Frame | None:
+        """The frame for the member that caused the event (an ``ack``, say)."""
+
+
+class Member(Protocol):
     id: str
     name: str
+    codec: Codec
 
-    def send(self, text: str) -> None:
-        """Queue one JSON text frame; never blocks."""
+    def send(self, frame: Frame) -> None:
+        """Queue one frame; never blocks."""
 
     def close(self, code: int, reason: str = "") -> None:
         """Close the connection soon; never blocks."""
 
 
-class TitleRejected(EditRejected):
-    code = "bad_title"
-
-
-def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+Observer = Callable[["Room", Event], None]
 
 
 class Room:
-    """One open note. Every change goes through here, so every connection sees it exactly once."""
+    """One open note. Every change goes through here, so every member sees it exactly once."""
 
-    def __init__(self, note_id: uuid.UUID, document: LiveDocument, title: str, *, max_title: int,
-                 on_change: Callable[[Room], None] | None = None):
+    def __init__(self, note_id: uuid.UUID, document: LiveDocument, *, max_title: int):
         self.note_id = note_id
         self.document = document
-        self.title = title
         self.max_title = max_title
-        self.connections: dict[str, Connection] = {}
+        self.members: dict[str, Member] = {}
         self.cursors: dict[str, dict | None] = {}
+        self.awareness = Awareness()
+        self.observers: list[Observer] = []
         self.holders = 0  # REST requests and sockets keeping the room loaded
-        self.on_change = on_change  # the hub wakes the room's save task with it
+        self.saved_changes = document.changes
         self.saved_rev = document.rev
-        self.saved_title = title
+        self.saved_title = document.title
         self.first_unsaved: float | None = None  # monotonic time of the oldest unsaved change
         self.last_change: float | None = None
         self.deleted = False
@@ -67,141 +95,209 @@ class Room:
         return self.document.text
 
     @property
+    def title(self) -> str:
+        return self.document.title
+
+    @property
     def dirty(self) -> bool:
-        return self.document.rev != self.saved_rev or self.title != self.saved_title
+        return self.document.changes != self.saved_changes
 
     @property
     def idle(self) -> bool:
-        return self.holders == 0 and not self.connections
+        return self.holders == 0 and not self.members
 
-    def mark_saved(self, rev: int, title: str, snapshot_time: float) -> None:
-        """Revision ``rev`` (taken at ``snapshot_time``) is stored; later changes are not."""
+    def mark_saved(self, changes: int, rev: int, title: str, snapshot_time: float) -> None:
+        """The state after ``changes`` changes (revision ``rev``, taken at ``snapshot_time``) is
+        stored; later changes are not."""
+        self.saved_changes = changes
         self.saved_rev = rev
         self.saved_title = title
         # Changes made while the save ran are at most as old as its snapshot.
         self.first_unsaved = snapshot_time if self.dirty else None
-        self.broadcast({"type": "saved", "rev": rev})
+        self.emit(Saved(rev))
 
-    def _changed(self) -> None:
-        now = time.monotonic()
-        self.last_change = now
-        if self.first_unsaved is None:
-            self.first_unsaved = now
-        if self.on_change is not None:
-            self.on_change(self)
+    # --- events --------------------------------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> None:
+        self.observers.append(observer)
+
+    def emit(self, event: Event, origin: Member | None = None) -> None:
+        """Send ``event`` to every member (encoded once per codec) and every observer."""
+        if isinstance(event, CHANGES):
+            now = time.monotonic()
+            self.last_change = now
+            if self.first_unsaved is None:
+                self.first_unsaved = now
+        frames: dict[int, Frame | None] = {}
+        for member in list(self.members.values()):
+            if member is origin:
+                continue
+            codec = member.codec
+            key = id(codec)
+            if key in frames:
+                frame = frames[key]
+            else:
+                frame = frames[key] = codec.encode(event)
+            if frame is not None:
+                member.send(frame)
+        if origin is not None:
+            own = origin.codec.encode_own(event)
+            if own is not None:
+                origin.send(own)
+        for observer in self.observers:
+            observer(self, event)
+
+    def close_all(self, code: int, reason: str = "") -> None:
+        for member in list(self.members.values()):
+            member.close(code, reason)
 
     # --- membership ----------------------------------------------------------------------------
 
-    def join(self, connection: Connection, since: int | None = None) -> None:
-        """Send ``hello`` to a new connection and tell the others it joined."""
-        hello: dict[str, Any] = {
-            "type": "hello",
-            "client": connection.id,
-            "rev": self.rev,
-            "content": self.content,
-            "title": self.title,
-            "peers": [
-                {"client": cid, "name": peer.name, "cursor": self.cursors.get(cid)}
-                for cid, peer in self.connections.items()
-            ],
-        }
-        missed = self._missed_since(since)
-        if missed is not None:
-            hello["since"] = since
-            hello["missed"] = missed
-        connection.send(encode(hello))
-        self.broadcast({"type": "join", "client": connection.id, "name": connection.name})
-        self.connections[connection.id] = connection
-        self.cursors[connection.id] = None
+    def join(self, member: Member, since: int | None = None) -> None:
+        """Greet a new member in its protocol and tell the others it joined."""
+        for frame in member.codec.greet(self, member, since):
+            member.send(frame)
+        self.emit(PeerJoined(member.id, member.name))
+        self.members[member.id] = member
+        self.cursors[member.id] = None
 
-    def _missed_since(self, since: int | None) -> list[dict] | None:
-        if since is None:
-            return None
-        try:
-            revisions = self.document.revisions_since(since)
-        except EditRejected:
-            return None
-        if revisions is None:
-            return None
-        return [
-            {"rev": r.rev, "delta": r.delta, "client": r.client, "ref": r.ref} for r in revisions
-        ]
-
-    def leave(self, connection: Connection) -> None:
-        if self.connections.pop(connection.id, None) is None:
+    def leave(self, member: Member) -> None:
+        if self.members.pop(member.id, None) is None:
             return
-        self.cursors.pop(connection.id, None)
-        self.broadcast({"type": "leave", "client": connection.id})
+        self.cursors.pop(member.id, None)
+        removal = self.awareness.remove_owner(member.id)
+        if removal is not None:
+            self.emit(AwarenessChanged(removal, member.id))
+        self.emit(PeerLeft(member.id))
 
-    def broadcast(self, message: dict[str, Any], *, exclude: str | None = None) -> None:
-        if not self.connections:
-            return
-        text = encode(message)
-        for cid, connection in list(self.connections.items()):
-            if cid != exclude:
-                connection.send(text)
-
-    def close_all(self, code: int, reason: str = "") -> None:
-        for connection in list(self.connections.values()):
-            connection.close(code, reason)
+    def peers(self, exclude: str | None = None) -> list[dict[str, Any]]:
+        return [{"client": cid, "name": peer.name, "cursor": self.cursors.get(cid)}
+                for cid, peer in self.members.items() if cid != exclude]
 
     # --- changes -------------------------------------------------------------------------------
 
     def apply_edit(
-        self, base_rev: int, delta: object, *, origin: Connection | None = None, ref: Any = None
+        self, base_rev: int, delta: object, *, origin: Member | None = None, ref: Any = None
     ) -> Revision:
-        """Transform and apply one edit; ``ack`` the origin and send ``edit`` to everyone else."""
+        """Transform and apply one edit (JSON protocol, REST); everyone hears of it once."""
         revision, duplicate = self.document.apply_edit(
             base_rev, delta, client=origin.id if origin else None, ref=ref
         )
+        event = RevisionApplied(revision.rev, revision.delta, self.document.last_update,
+                                revision.client, ref)
         if duplicate:
             if origin is not None:
-                origin.send(encode({"type": "ack", "rev": revision.rev, "ref": ref}))
+                own = origin.codec.encode_own(event)
+                if own is not None:
+                    origin.send(own)
             return revision
-        self._changed()
-        self._move_cursors(revision)
-        if origin is not None:
-            origin.send(encode({"type": "ack", "rev": revision.rev, "ref": ref}))
-        self.broadcast(
-            {"type": "edit", "rev": revision.rev, "delta": revision.delta,
-             "client": revision.client},
-            exclude=origin.id if origin else None,
-        )
+        self._revision_applied(revision, event, origin)
         return revision
 
     def replace_content(self, content: str) -> Revision | None:
         """A REST write: apply the smallest diff to the live text; concurrent typing survives."""
         revision = self.document.replace_text(content)
         if revision is not None:
-            self._changed()
-            self._move_cursors(revision)
-            self.broadcast(
-                {"type": "edit", "rev": revision.rev, "delta": revision.delta, "client": None}
-            )
+            self._revision_applied(revision, self._event_of(revision), None)
         return revision
 
-    def set_title(self, title: str, *, origin: Connection | None = None) -> None:
-        if len(title) > self.max_title:
-            raise TitleRejected(f"the title is longer than {self.max_title} characters")
-        if title == self.title:
-            return
-        self.title = title
-        self._changed()
-        self.broadcast(
-            {"type": "title", "title": title, "client": origin.id if origin else None},
-            exclude=origin.id if origin else None,
-        )
+    def set_title(self, title: str, *, origin: Member | None = None) -> None:
+        problem = field_problem(title, self.max_title)
+        if problem:
+            raise BadTitle(f"the title: {problem[1]}")
+        if self.document.set_title(title):
+            self.emit(TitleChanged(title, self.document.last_update,
+                                   origin.id if origin else None), origin)
 
-    def set_presence(self, connection: Connection, base_rev: int, cursor: object) -> None:
+    def apply_update(self, update: bytes, *, origin: Member | None = None) -> None:
+        """A Yjs update: applied to the document; its content change becomes a revision.
+
+        The update goes on to the other Yjs members as it came. What it did to the content
+        reaches JSON members as an ``edit`` from the origin. A title the update made invalid,
+        or NULs it inserted, are repaired by the server as a change of its own, which reaches
+        every member, the origin too.
+        """
+        origin_id = origin.id if origin else None
+        applied = self.document.apply_update(update, client=origin_id)
+        if not applied.changed:
+            return
+        forwarded = False  # an event carried the update to the Yjs members
+        if applied.revision is not None:
+            revision = applied.revision
+            self._revision_applied(revision, RevisionApplied(
+                revision.rev, revision.delta, update, origin_id), origin)
+            forwarded = True
+        title = self.document.title
+        repaired = storable(title, self.max_title) if applied.title_changed else title
+        if applied.title_changed and repaired == title:
+            self.emit(TitleChanged(title, None if forwarded else update, origin_id), origin)
+            forwarded = True
+        if not forwarded:
+            self.emit(StateChanged(update, origin_id), origin)
+        if repaired != title:
+            self.set_title(repaired)  # the server's own change: every member hears of it
+        if applied.repair is not None:
+            self._revision_applied(applied.repair, self._event_of(applied.repair), None)
+
+    def _event_of(self, revision: Revision) -> RevisionApplied:
+        return RevisionApplied(revision.rev, revision.delta, self.document.last_update,
+                               revision.client, revision.ref)
+
+    def _revision_applied(self, revision: Revision, event: RevisionApplied,
+                          origin: Member | None) -> None:
+        self._move_cursors(revision)
+        self.emit(event, origin)
+
+    # --- presence ------------------------------------------------------------------------------
+
+    def set_presence(self, member: Member, base_rev: int, cursor: object) -> None:
         moved = None if cursor is None else self.document.transform_cursor(base_rev, cursor)
-        self.cursors[connection.id] = moved
-        self.broadcast(
-            {"type": "presence", "client": connection.id, "name": connection.name,
-             "cursor": moved},
-            exclude=connection.id,
-        )
+        self.cursors[member.id] = moved
+        self.emit(PresenceChanged(member.id, member.name, moved), member)
+
+    def apply_awareness(self, member: Member, update: bytes) -> None:
+        """A Yjs awareness update from ``member``: relayed to the Yjs members; a new
+        ``user.name`` renames the member for JSON clients."""
+        changed = self.awareness.apply(update, member.id)
+        expired = self.awareness.expire()
+        if expired is not None:
+            self.emit(AwarenessChanged(expired, None))
+        if changed is None:
+            return
+        # Echoed to the sender too: y-websocket clients count it as a sign of life.
+        self.emit(AwarenessChanged(changed, member.id))
+        name = self.awareness.name_of(member.id)
+        if name and name != member.name:
+            member.name = name
+            self.emit(PresenceChanged(member.id, name, self.cursors.get(member.id)), member)
 
     def _move_cursors(self, revision: Revision) -> None:
         for cid, cursor in self.cursors.items():
             if cursor is not None:
                 self.cursors[cid] = transform_cursor(cursor, revision.delta)
+
+    def recover_from_refused_save(self) -> str | None:
+        """The database refused the note's state: change what can be changed without losing an
+        edit, so that the next save can succeed. Returns what was done (None: nothing to do).
+
+        Text that breaks the rules is made storable (every path checks them, so this is a last
+        line of defence); otherwise a title changed since the last save is put back.
+        """
+        content = storable(self.content)
+        title = storable(self.title, self.max_title)
+        if content != self.content or title != self.title:
+            if content != self.content:
+                self.replace_content(content)
+            self.set_title(title)
+            return "replaced the characters it cannot store"
+        if self.title != self.saved_title:
+            self.set_title(self.saved_title)
+            return "put the last stored title back"
+        return None
+
+    # --- deletion ------------------------------------------------------------------------------
+
+    def mark_deleted(self) -> None:
+        self.deleted = True
+        self.emit(Deleted())
+        self.close_all(CLOSE_NOTE_GONE, "note deleted")

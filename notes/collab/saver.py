@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from notes.collab.events import CHANGES, Event, SaveFailed
 from notes.collab.room import Room
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,9 @@ log = logging.getLogger(__name__)
 SaveFunction = Callable[..., Awaitable[Any]]
 
 
-class SaveFailed(RuntimeError):
-    pass
+class SaveRejected(Exception):
+    """The store refused this state for good (a constraint, invalid data), unlike a connection
+    failure: retrying the same state would fail forever."""
 
 
 class TaskRunner(Protocol):
@@ -50,28 +52,47 @@ class Saver:
         """Wake the room's save task: something needs saving."""
         self._event(room).set()
 
+    def observe(self, room: Room, event: Event) -> None:
+        """The room's observer: every change wakes the save task."""
+        if isinstance(event, CHANGES):
+            self.changed(room)
+
     async def flush(self, room: Room) -> Any:
         """Save the room now if it has unsaved changes; return what ``save`` returned (or None)."""
         async with self._lock(room):
             if not room.dirty or room.deleted:
                 return None
-            rev, title, snapshot_time = room.rev, room.title, time.monotonic()
-            stored = await self.save(
-                room.note_id,
-                title=title,
-                content=room.content,
-                rev=rev,
-                yjs_state=room.document.encode_state(),
-                history=[
-                    [r.rev, r.delta, r.client, r.ref]
-                    for r in room.document.recent_revisions(self.persisted_history)
-                ],
-            )
+            changes, rev, title = room.document.changes, room.rev, room.title
+            snapshot_time = time.monotonic()
+            try:
+                stored = await self.save(
+                    room.note_id,
+                    title=title,
+                    content=room.content,
+                    rev=rev,
+                    yjs_state=room.document.encode_state(),
+                    history=[
+                        [r.rev, r.delta, r.client, r.ref]
+                        for r in room.document.recent_revisions(self.persisted_history)
+                    ],
+                )
+            except SaveRejected as refusal:
+                self._recover(room, refusal)
+                raise
             if stored is None:
                 room.deleted = True
                 return None
-            room.mark_saved(rev, title, snapshot_time)
+            room.mark_saved(changes, rev, title, snapshot_time)
             return stored
+
+    @staticmethod
+    def _recover(room: Room, refusal: SaveRejected) -> None:
+        """A state the store refuses must not hold the note's other changes hostage."""
+        done = room.recover_from_refused_save()
+        log.error("note %s: the database refused to store it (%s); %s", room.note_id, refusal,
+                  done or "nothing to undo: retrying")
+        room.emit(SaveFailed(f"the note could not be stored ({refusal}); "
+                             + (done or "retrying")))
 
     async def run(self, room: Room, *, unload: Callable[[Room], Awaitable[bool]]) -> None:
         """The room's save task: debounce, save, retry with backoff; unload the room when idle."""
@@ -103,6 +124,9 @@ class Saver:
                 return
             except asyncio.CancelledError:
                 raise
+            except SaveRejected:
+                await asyncio.sleep(delay)  # what could be undone was; logged by _recover
+                delay = min(delay * 2, self.retry_max)
             except Exception:
                 log.exception("saving note %s failed; retrying in %.1fs", room.note_id, delay)
                 await asyncio.sleep(delay)

@@ -1,17 +1,94 @@
-"""The JSON client protocol (docs/protocol.md): one incoming frame in, changes and replies out."""
+"""The JSON client protocol (docs/protocol.md): room events out as JSON text, frames in."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from notes.collab.document import BadMessage, EditRejected, StaleRevision
-from notes.collab.room import Connection, Room, encode
+from notes.collab.events import (
+    Deleted,
+    Event,
+    PeerJoined,
+    PeerLeft,
+    PresenceChanged,
+    RevisionApplied,
+    Saved,
+    SaveFailed,
+    TitleChanged,
+)
+from notes.collab.json_input import BadJson, check_depth, parse_json
+from notes.collab.room import Member, Room
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+class JsonCodec:
+    """Room events as JSON protocol messages (one instance, ``JSON``, for every JSON member)."""
+
+    def greet(self, room: Room, member: Member, since: int | None) -> Iterable[str]:
+        hello: dict[str, Any] = {
+            "type": "hello",
+            "client": member.id,
+            "rev": room.rev,
+            "content": room.content,
+            "title": room.title,
+            "peers": room.peers(),
+        }
+        missed = _missed_since(room, since)
+        if missed is not None:
+            hello["since"] = since
+            hello["missed"] = missed
+        return [encode(hello)]
+
+    def encode(self, event: Event) -> str | None:
+        if isinstance(event, RevisionApplied):
+            return encode({"type": "edit", "rev": event.rev, "delta": event.delta,
+                           "client": event.origin})
+        if isinstance(event, PresenceChanged):
+            return encode({"type": "presence", "client": event.client, "name": event.name,
+                           "cursor": event.cursor})
+        if isinstance(event, TitleChanged):
+            return encode({"type": "title", "title": event.title, "client": event.origin})
+        if isinstance(event, PeerJoined):
+            return encode({"type": "join", "client": event.client, "name": event.name})
+        if isinstance(event, PeerLeft):
+            return encode({"type": "leave", "client": event.client})
+        if isinstance(event, Saved):
+            return encode({"type": "saved", "rev": event.rev})
+        if isinstance(event, SaveFailed):
+            return _error("save_failed", event.message)
+        if isinstance(event, Deleted):
+            return encode({"type": "deleted"})
+        return None  # Yjs-only events (awareness, other shared types)
+
+    def encode_own(self, event: Event) -> str | None:
+        if isinstance(event, RevisionApplied):
+            return encode({"type": "ack", "rev": event.rev, "ref": event.ref})
+        return None
+
+
+JSON = JsonCodec()
 
 
 def _error(code: str, message: str, ref: Any = None) -> str:
     return encode({"type": "error", "code": code, "message": message, "ref": ref})
+
+
+def _missed_since(room: Room, since: int | None) -> list[dict] | None:
+    if since is None:
+        return None
+    try:
+        revisions = room.document.revisions_since(since)
+    except EditRejected:
+        return None
+    if revisions is None:
+        return None
+    return [{"rev": r.rev, "delta": r.delta, "client": r.client, "ref": r.ref} for r in revisions]
 
 
 def _revision_field(message: dict) -> int:
@@ -21,15 +98,15 @@ def _revision_field(message: dict) -> int:
     return rev
 
 
-def handle_frame(room: Room, connection: Connection, frame: str | bytes) -> None:
+def handle_frame(room: Room, member: Member, frame: str | bytes) -> None:
     """Apply one client frame to the room. Rejections answer ``error`` and change nothing."""
     try:
-        message = json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
-        connection.send(_error("bad_json", "the frame is not valid JSON"))
-        return
-    if not isinstance(message, dict):
-        connection.send(_error("bad_json", "the frame must be a JSON object"))
+        message = parse_json(frame)
+        if not isinstance(message, dict):
+            raise BadJson("the frame must be a JSON object")
+        check_depth(message)
+    except BadJson as error:
+        member.send(_error("bad_json", str(error)))
         return
     ref = message.get("ref")
     kind = message.get("type")
@@ -37,22 +114,21 @@ def handle_frame(room: Room, connection: Connection, frame: str | bytes) -> None
         if kind == "edit":
             if "delta" not in message:
                 raise BadMessage("`delta` is missing")
-            room.apply_edit(_revision_field(message), message["delta"], origin=connection,
-                            ref=ref)
+            room.apply_edit(_revision_field(message), message["delta"], origin=member, ref=ref)
         elif kind == "presence":
             # An old cursor is not worth a resync; the next one will do.
             with contextlib.suppress(StaleRevision):
-                room.set_presence(connection, _revision_field(message), message.get("cursor"))
+                room.set_presence(member, _revision_field(message), message.get("cursor"))
         elif kind == "title":
             title = message.get("title")
             if not isinstance(title, str):
                 raise BadMessage("`title` must be a string")
-            room.set_title(title, origin=connection)
+            room.set_title(title, origin=member)
         else:
             raise BadMessage(f"unknown message type {kind!r}")
     except StaleRevision:
-        connection.send(
+        member.send(
             encode({"type": "resync", "rev": room.rev, "content": room.content, "ref": ref})
         )
     except EditRejected as rejected:
-        connection.send(_error(rejected.code, rejected.message, ref))
+        member.send(_error(rejected.code, rejected.message, ref))

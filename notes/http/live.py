@@ -1,4 +1,8 @@
-"""The websocket route: a thin adapter between a Sanic socket and the collaborative core."""
+"""The websocket routes: thin adapters between Sanic sockets and the collaborative core.
+
+``/notes/{id}/live`` speaks the JSON protocol (``notes.collab.session``), ``/yjs/{id}`` the Yjs
+protocol (``notes.collab.yjs``); both join the same rooms through ``serve_socket``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
@@ -13,8 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 
 from notes.collab.hub import HubClosed
-from notes.collab.room import CLOSE_NOTE_GONE
-from notes.collab.session import handle_frame
+from notes.collab.room import CLOSE_NOTE_GONE, Codec, Frame, Room
+from notes.collab.session import JSON, handle_frame
+from notes.collab.yjs import CLOSE_UNSUPPORTED, YJS, YjsRefused, handle_message
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +36,7 @@ DIRECT_WRITE_LIMIT = 64 * 1024
 
 
 class SocketConnection:
-    """A room's view of one socket: ``send`` never blocks.
+    """A room's member for one socket: ``send`` never blocks.
 
     A frame for a socket that keeps up is written to its transport at once (no task switch, no
     lock: fan-out's hot path). Otherwise it waits in a bounded queue that a writer task drains;
@@ -38,22 +44,23 @@ class SocketConnection:
     never slows the room down.
     """
 
-    def __init__(self, ws: WebsocketImplProtocol, name: str, queue_size: int):
+    def __init__(self, ws: WebsocketImplProtocol, name: str, queue_size: int, codec: Codec):
         self.id = uuid.uuid4().hex[:12]
         self.name = name
+        self.codec = codec
         self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
+        self.queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=queue_size)
         self.close_code: int | None = None
         self.close_reason = ""
         self.writing = False  # the writer task is inside ws.send
 
-    def send(self, text: str) -> None:
+    def send(self, frame: Frame) -> None:
         if self.close_code is not None:
             return
-        if not self.writing and self.queue.empty() and self._write_now(text):
+        if not self.writing and self.queue.empty() and self._write_now(frame):
             return
         try:
-            self.queue.put_nowait(text)
+            self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.fail(CLOSE_SLOW_READER, "too slow: outgoing queue full")
 
@@ -76,8 +83,8 @@ class SocketConnection:
         if pending_recv is not None and not pending_recv.done():
             pending_recv.cancel()
 
-    def _write_now(self, text: str) -> bool:
-        """Frame and write ``text`` now if the socket is open and its transport keeps up.
+    def _write_now(self, frame: Frame) -> bool:
+        """Frame and write ``frame`` now if the socket is open and its transport keeps up.
 
         Synchronous, so frames never interleave with the writer task's or Sanic's pings (those
         frame and hand over their bytes without awaiting in between).
@@ -87,20 +94,23 @@ class SocketConnection:
         if (transport is None or transport.is_closing() or ws.ws_proto.state is not OPEN
                 or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT):
             return False
-        ws.ws_proto.send_text(text.encode())
+        if isinstance(frame, str):
+            ws.ws_proto.send_text(frame.encode())
+        else:
+            ws.ws_proto.send_binary(frame)
         for data in ws.ws_proto.data_to_send():
             transport.write(data)
         return True
 
     async def write_messages(self) -> None:
         while True:
-            text = await self.queue.get()
-            if text is None:
+            frame = await self.queue.get()
+            if frame is None:
                 await self.ws.close(self.close_code or 1000, self.close_reason)
                 return
             self.writing = True
             try:
-                await self.ws.send(text)
+                await self.ws.send(frame)
             finally:
                 self.writing = False
 
@@ -115,16 +125,59 @@ def _since(raw: str | None) -> int | None:
     return value if value >= 0 else None
 
 
+def _name(request: Request) -> str:
+    return (request.args.get("name") or "anonymous")[:MAX_NAME]
+
+
 @bp.websocket("/notes/<note_id:uuid>/live")
 async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
+    connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
+                                  JSON)
+    await serve_socket(request, ws, note_id, connection, handle_frame,
+                       _since(request.args.get("since")))
+
+
+@bp.websocket("/yjs/<room_name:str>")
+async def yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> None:
+    """y-websocket's provider connects to ``serverUrl + "/" + roomname``: the note's id."""
+    try:
+        note_id = uuid.UUID(room_name)
+    except ValueError:
+        await ws.close(CLOSE_NOTE_GONE, "note not found")
+        return
+    connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
+                                  YJS)
+    await serve_socket(request, ws, note_id, connection, _handle_yjs_frame)
+
+
+def _handle_yjs_frame(room: Room, connection: SocketConnection, frame: Frame) -> None:
+    if isinstance(frame, str):
+        connection.close(CLOSE_UNSUPPORTED, "text frames are not part of the Yjs protocol")
+        return
+    try:
+        handle_message(room, connection, frame)
+    except YjsRefused as refused:
+        connection.close(refused.code, _close_reason(refused.reason))
+
+
+def _close_reason(reason: str) -> str:
+    """A close frame's reason holds at most 123 bytes of UTF-8."""
+    return reason.encode()[:123].decode(errors="ignore")
+
+
+FrameHandler = Callable[[Room, SocketConnection, Frame], None]
+
+
+async def serve_socket(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID,
+                       connection: SocketConnection, handle: FrameHandler,
+                       since: int | None = None) -> None:
+    """Join the note's room, feed it the socket's frames, leave; the same for every protocol."""
     hub = request.app.ctx.hub
-    name = (request.args.get("name") or "anonymous")[:MAX_NAME]
-    connection = SocketConnection(ws, name, request.app.ctx.settings.ws_queue_size)
     if hub.closing:
         await ws.close(1001, "server shutting down")
         return
     try:
-        room = await hub.connect(note_id, connection, _since(request.args.get("since")))
+        room = await hub.connect(note_id, connection, since)
     except HubClosed:
         await ws.close(1001, "server shutting down")
         return
@@ -141,7 +194,7 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
             frame = await ws.recv()
             if frame is None:
                 break
-            handle_frame(room, connection, frame)
+            handle(room, connection, frame)
     except ConnectionClosed:
         pass
     except asyncio.CancelledError:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, file, json, text
@@ -11,8 +13,20 @@ from notes.http.openapi_docs import ok, openapi, problems
 from notes.http.problems import Problem
 from notes.http.schemas import Health
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-PROTOCOL_DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+
+def _protocol_doc() -> Traversable:
+    """docs/protocol.md of the source tree, else the copy installed as package data
+    (``notes.docs``, see pyproject.toml)."""
+    source = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+    return source if source.is_file() else files("notes.docs") / "protocol.md"
+
+
+PROTOCOL_DOC = _protocol_doc()
 
 bp = Blueprint("site")
 
@@ -37,7 +51,5 @@ async def index(request: Request) -> HTTPResponse:
 @bp.get("/docs/protocol")
 @openapi.exclude()
 async def protocol(request: Request) -> HTTPResponse:
-    if not PROTOCOL_DOC.is_file():
-        raise Problem(404, "The protocol document is in docs/protocol.md of the source tree.")
     return text(PROTOCOL_DOC.read_text(encoding="utf-8"),
                 content_type="text/plain; charset=utf-8")

@@ -17,8 +17,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notes.collab.saver import SaveRejected
 from notes.store.models import SEARCH_CONFIG, Note
 
 notes_table = Note.__table__
@@ -114,6 +116,13 @@ _SAVE = (
 _DELETE = delete(notes_table).where(_BY_ID)
 
 
+def _reason(error: DataError | IntegrityError) -> str:
+    """The database's reason without the statement or its parameters (which hold the text)."""
+    cause = error.orig.__cause__ or error.orig
+    message = str(cause).splitlines()[0] if str(cause) else ""
+    return f"{type(cause).__name__}: {message}"[:200]
+
+
 class NoteStore:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
@@ -161,9 +170,16 @@ class NoteStore:
         yjs_state: bytes | None,
         history: list | None = None,
     ) -> StoredNote | None:
-        """Write a live note's state in one statement; None if the note is gone."""
-        row = await self._one(_SAVE, note_id=note_id, new_title=title, new_content=content,
-                              new_rev=rev, new_yjs_state=yjs_state, new_history=history)
+        """Write a live note's state in one statement; None if the note is gone.
+
+        ``SaveRejected`` when PostgreSQL refuses the values themselves (invalid text, a
+        constraint): retrying them cannot succeed. Its message names the reason, never a value.
+        """
+        try:
+            row = await self._one(_SAVE, note_id=note_id, new_title=title, new_content=content,
+                                  new_rev=rev, new_yjs_state=yjs_state, new_history=history)
+        except (DataError, IntegrityError) as error:
+            raise SaveRejected(_reason(error)) from None
         return None if row is None else _stored(row)
 
     async def delete(self, note_id: uuid.UUID) -> bool:

@@ -1,0 +1,145 @@
+"""The Yjs protocol (y-protocols, as the npm y-websocket provider speaks it): binary frames.
+
+Every frame is one message: ``varUint(type)`` then its payload.
+
+- ``0`` sync: ``varUint(step)`` then ``varUint8Array``: step 1 carries a state vector (the peer
+  answers with step 2: the update the sender lacks), step 2 and ``2`` (update) carry an update.
+- ``1`` awareness: ``varUint8Array`` of an awareness update (see ``notes.collab.awareness``).
+- ``2`` auth: the server's ``permission denied`` (``varUint(0)`` then a reason string).
+- ``3`` query awareness: no payload; answered with every awareness state.
+
+On connect the server sends step 1 and the awareness states it knows; the client sends its step 1
+and the server answers with step 2. Then both sides send updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from notes.collab.awareness import BadAwareness
+from notes.collab.document import BadUpdate, EditRejected, TooLarge
+from notes.collab.events import (
+    AwarenessChanged,
+    Event,
+    RevisionApplied,
+    StateChanged,
+    TitleChanged,
+)
+from notes.collab.lib0 import DecodeError, Reader, write_bytes, write_string
+from notes.collab.room import Member, Room
+
+MESSAGE_SYNC = 0
+MESSAGE_AWARENESS = 1
+MESSAGE_AUTH = 2
+MESSAGE_QUERY_AWARENESS = 3
+
+SYNC_STEP1 = 0
+SYNC_STEP2 = 1
+SYNC_UPDATE = 2
+
+AUTH_PERMISSION_DENIED = 0
+
+# Close codes (docs/protocol.md, "Yjs").
+CLOSE_UNSUPPORTED = 1003  # a text frame
+CLOSE_INVALID = 1007  # a message or update that does not decode, an unknown message type
+CLOSE_TOO_LARGE = 4413  # an update that would make the note longer than NOTES_MAX_CONTENT
+
+
+class YjsRefused(Exception):
+    """The client sent something the server refuses: close with ``code``; nothing changed."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def sync_message(step: int, payload: bytes) -> bytes:
+    return bytes((MESSAGE_SYNC, step)) + write_bytes(payload)
+
+
+def awareness_message(update: bytes) -> bytes:
+    return bytes((MESSAGE_AWARENESS,)) + write_bytes(update)
+
+
+def permission_denied(reason: str) -> bytes:
+    return bytes((MESSAGE_AUTH, AUTH_PERMISSION_DENIED)) + write_string(reason)
+
+
+class YjsCodec:
+    """Room events as Yjs messages (one instance, ``YJS``, for every Yjs member)."""
+
+    def greet(self, room: Room, member: Member, since: int | None) -> Iterable[bytes]:
+        frames = [sync_message(SYNC_STEP1, room.document.state_vector())]
+        expired = room.awareness.expire()
+        if expired is not None:
+            room.emit(AwarenessChanged(expired, None))
+        states = room.awareness.encode_all()
+        if states is not None:
+            frames.append(awareness_message(states))
+        return frames
+
+    def encode(self, event: Event) -> bytes | None:
+        if isinstance(event, (RevisionApplied, TitleChanged, StateChanged)):
+            return None if event.update is None else sync_message(SYNC_UPDATE, event.update)
+        if isinstance(event, AwarenessChanged):
+            return awareness_message(event.update)
+        return None  # presence, joins, saves: JSON-only; a deleted note closes the socket
+
+    def encode_own(self, event: Event) -> bytes | None:
+        # A client has its own updates; its awareness comes back (a sign of life for it).
+        if isinstance(event, AwarenessChanged):
+            return awareness_message(event.update)
+        return None
+
+
+YJS = YjsCodec()
+
+
+def handle_message(room: Room, member: Member, frame: bytes) -> None:
+    """Apply one binary frame from a Yjs client. Raises ``YjsRefused`` (nothing changed)."""
+    reader = Reader(frame)
+    try:
+        kind = reader.uint()
+        if kind == MESSAGE_SYNC:
+            step = reader.uint()
+            payload = reader.bytes()
+            reader.end()
+            _handle_sync(room, member, step, payload)
+        elif kind == MESSAGE_AWARENESS:
+            update = reader.bytes()
+            reader.end()
+            room.apply_awareness(member, update)
+        elif kind == MESSAGE_QUERY_AWARENESS:
+            reader.end()
+            states = room.awareness.encode_all()
+            if states is not None:
+                member.send(awareness_message(states))
+        else:
+            raise YjsRefused(CLOSE_INVALID, f"unknown message type {kind}")
+    except DecodeError as error:
+        raise YjsRefused(CLOSE_INVALID, f"undecodable message: {error}") from None
+    except BadAwareness as error:
+        raise YjsRefused(CLOSE_INVALID, str(error)) from None
+
+
+def _handle_sync(room: Room, member: Member, step: int, payload: bytes) -> None:
+    if step == SYNC_STEP1:
+        try:
+            missing = room.document.missing_from(payload)
+        except BadUpdate as error:
+            raise YjsRefused(CLOSE_INVALID, error.message) from None
+        member.send(sync_message(SYNC_STEP2, missing))
+    elif step in (SYNC_STEP2, SYNC_UPDATE):
+        try:
+            room.apply_update(payload, origin=member)
+        except TooLarge as error:
+            member.send(permission_denied(error.message))
+            raise YjsRefused(CLOSE_TOO_LARGE, error.message) from None
+        except EditRejected as error:
+            raise YjsRefused(CLOSE_INVALID, error.message) from None
+    else:
+        raise YjsRefused(CLOSE_INVALID, f"unknown sync step {step}")
+
+
+__all__ = ["YJS", "YjsCodec", "YjsRefused", "handle_message"]
