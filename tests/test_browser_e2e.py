@@ -611,7 +611,8 @@ def test_presence_names_and_cursors(open_page, make_note, http):
     bob.type("漢😀 ")
     bob.wait("(id) => notesApp.state().peers.find((p) => p.client === id)?.cursor?.index === 18",
              ada_id)
-    assert bob.js(mirror_text_before, ada_id) == "漢😀 line one\nline 😀"
+    # (the mirror is redrawn after the state changes: wait for it rather than read it at once)
+    bob.wait(f"(id) => ({mirror_text_before})(id) === '漢😀 line one\\nline 😀'", ada_id)
     converge(http, note["id"], ada, bob)
 
     # a new name shows for the others; leaving takes the chip away

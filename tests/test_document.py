@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import random
+import uuid
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pycrdt import Doc, Text
 
 from notes.collab.delta import apply_delta
 from notes.collab.document import (
     BadDelta,
     BadMessage,
+    BadUpdate,
     EditRejected,
     FutureRevision,
     LiveDocument,
     Revision,
+    SplitsCharacter,
     StaleRevision,
     TooLarge,
+    load_client_id,
 )
+from notes.collab.yupdate import read_update
 
 SAMPLE = "héllo 漢字"
 
@@ -235,7 +241,7 @@ def test_encode_state_round_trip() -> None:
     doc = LiveDocument(content="漢字")
     doc.apply_edit(0, [{"insert": "😀é"}])
     doc.apply_edit(1, [{"retain": 3}, {"delete": 1}])
-    loaded = LiveDocument(state=doc.encode_state(), rev=doc.rev, content="ignored")
+    loaded = LiveDocument(state=doc.encode_state(), rev=doc.rev)
     assert loaded.text == doc.text == "😀é漢"
     assert loaded.rev == 2
     assert_consistent(loaded)
@@ -275,3 +281,135 @@ def test_random_edits_keep_ytext_and_mirror_equal(seed: int, initial: str) -> No
         replayed = apply_delta(replayed, revision.delta)
     assert replayed == doc.text
     assert LiveDocument(state=doc.encode_state()).text == doc.text
+
+
+def test_a_stored_text_that_differs_from_the_state_wins_and_loading_is_repeatable() -> None:
+    """Rows written without Yjs (REST create, an older server) still load the same Yjs items."""
+    note_id = uuid.uuid4()
+    client_id = load_client_id(note_id)
+    fresh = [LiveDocument(content="héllo 😀", title="T", load_client_id=client_id)
+             for _ in range(2)]
+    assert fresh[0].encode_state() == fresh[1].encode_state()
+    assert fresh[0].doc.client_id != client_id  # later edits are not the load id's
+    # A Yjs peer that synced with the first load gets nothing new from the second.
+    peer = Doc()
+    peer.apply_update(fresh[0].encode_state())
+    peer.apply_update(fresh[1].encode_state())
+    assert str(peer.get("content", type=Text)) == "héllo 😀"
+    # With a state whose text is not the row's, the row's text is written over it.
+    state = fresh[0].encode_state()
+    loaded = LiveDocument(state=state, content="héllo 漢 😀", title="T2",
+                          load_client_id=client_id)
+    assert (loaded.text, loaded.title) == ("héllo 漢 😀", "T2")
+    again = LiveDocument(state=state, content="héllo 漢 😀", title="T2",
+                         load_client_id=client_id)
+    assert loaded.encode_state() == again.encode_state()
+    assert_consistent(loaded)
+
+
+# --- Yjs updates from clients ------------------------------------------------------------------
+
+
+class Peer:
+    """A pycrdt document standing in for a Yjs client (pycrdt indexes UTF-8 bytes)."""
+
+    def __init__(self, state: bytes):
+        self.doc = Doc()
+        self.doc.apply_update(state)
+        self.text = self.doc.get("content", type=Text)
+
+    def edit(self, rng: random.Random) -> bytes:
+        before = self.doc.get_state()
+        current = str(self.text)
+        if current and rng.random() < 0.35:
+            start = rng.randrange(len(current))
+            end = min(len(current), start + rng.randint(1, 3))
+            offset = len(current[:start].encode())
+            del self.text[offset : offset + len(current[start:end].encode())]
+        else:
+            index = rng.randint(0, len(current))
+            self.text.insert(len(current[:index].encode()), rng.choice(["a", "é", "漢", "😀"]))
+        return self.doc.get_update(before)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32))
+def test_yjs_updates_become_code_point_revisions_that_replay_the_text(seed: int) -> None:
+    rng = random.Random(seed)
+    doc = LiveDocument(content="héllo 漢字 😀")
+    peers = [Peer(doc.encode_state()) for _ in range(2)]
+    texts = [doc.text]
+    # Each peer's updates arrive in order (one socket each), the peers' interleaved at random.
+    queues: list[list[bytes]] = [[], []]
+
+    def deliver(queue: list[bytes]) -> None:
+        applied = doc.apply_update(queue.pop(0), client="peer")
+        if applied.revision is not None:
+            texts.append(apply_delta(texts[-1], applied.revision.delta))
+        assert texts[-1] == doc.text
+        assert_consistent(doc)
+
+    for _ in range(30):
+        i = rng.randrange(2)
+        queues[i].append(peers[i].edit(rng))
+        j = rng.randrange(2)
+        if queues[j] and rng.random() < 0.5:
+            deliver(queues[j])
+    for queue in queues:
+        while queue:
+            deliver(queue)
+    for peer in peers:
+        doc.apply_update(peer.doc.get_update(), client="peer")
+        peer.doc.apply_update(doc.encode_state())
+    assert {str(peer.text) for peer in peers} == {doc.text}
+    assert_consistent(doc)
+    # Every revision is in the history, so a JSON client can catch up from the start.
+    replayed = "héllo 漢字 😀"
+    for revision in doc.revisions_since(0):
+        replayed = apply_delta(replayed, revision.delta)
+    assert replayed == doc.text
+
+
+def test_a_refused_update_changes_nothing() -> None:
+    doc = LiveDocument(content="a😀b", max_length=10)
+    state, rev = doc.encode_state(), doc.rev
+    peer = Peer(state)
+    for update, error in ((b"\x01\x02\x03", BadUpdate), (b"\x00", BadUpdate)):
+        with pytest.raises(error):
+            doc.apply_update(update, client="p")
+    peer.text.insert(0, "x\x00")
+    with pytest.raises(BadUpdate, match="NUL"):
+        doc.apply_update(peer.doc.get_update(doc.state_vector()), client="p")
+    peer = Peer(state)
+    peer.text.insert(0, "0123456789")
+    with pytest.raises(TooLarge):
+        doc.apply_update(peer.doc.get_update(doc.state_vector()), client="p")
+    assert (doc.encode_state(), doc.rev, doc.text) == (state, rev, "a😀b")
+
+
+# A JavaScript client (npm yjs 13.6) on "a😀b" (one item of client 3061626181, clocks 0-3 in
+# UTF-16 units) inserting "x" at UTF-16 index 2, between the halves of the emoji (recorded from a
+# real client, tests/yjs/client.mjs); and what deleting the second half sends: no structs, a
+# delete set of client 3061626181 from clock 2, length 1.
+JS_STATE = bytes.fromhex("0101c5eaf2b30b00040107636f6e74656e740661f09f98806200")
+JS_INSERT_INSIDE_PAIR = bytes.fromhex("010189bec65d00c4c5eaf2b30b01c5eaf2b30b02017800")
+JS_DELETE_HALF_PAIR = bytes.fromhex("0001c5eaf2b30b010201")
+
+
+def test_updates_that_split_a_surrogate_pair_are_refused() -> None:
+    doc = LiveDocument(state=JS_STATE)
+    assert doc.text == "a😀b"
+    contents = read_update(JS_INSERT_INSIDE_PAIR)
+    assert contents.strings == [((196189961, 0), "x")]
+    assert contents.origins == [(3061626181, 1)] and contents.right_origins == [(3061626181, 2)]
+    for update in (JS_INSERT_INSIDE_PAIR, JS_DELETE_HALF_PAIR):
+        with pytest.raises(SplitsCharacter):
+            doc.apply_update(update, client="js")
+    assert doc.text == "a😀b" and doc.rev == 0
+    # Pairs the server wrote itself are known too.
+    own = LiveDocument(content="")
+    own.apply_edit(0, [{"insert": "a😀b"}])
+    peer = Peer(own.encode_state())
+    peer.text.insert(len("a😀".encode()), "ok")  # after the pair: fine
+    own.apply_update(peer.doc.get_update(own.state_vector()), client="peer")
+    assert own.text == "a😀okb"

@@ -12,6 +12,8 @@ The document holds two shared types: the ``Text`` named ``content`` and the ``Te
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections import deque
 from dataclasses import dataclass
 
@@ -19,7 +21,8 @@ from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
 from notes.collab import delta as deltas
 from notes.collab.delta import Delta, DeltaError
-from notes.collab.text import REPLACEMENT
+from notes.collab.lib0 import DecodeError
+from notes.collab.yupdate import SurrogatePairs, UpdateContents, read_update
 
 TEXT_NAME = "content"
 TITLE_NAME = "title"
@@ -68,6 +71,12 @@ class BadUpdate(EditRejected):
     code = "bad_update"
 
 
+class SplitsCharacter(EditRejected):
+    """A Yjs update that inserts or deletes between the two UTF-16 halves of a character."""
+
+    code = "splits_character"
+
+
 @dataclass(frozen=True)
 class Revision:
     rev: int
@@ -80,13 +89,11 @@ class Revision:
 class UpdateApplied:
     """What one Yjs update from a client did.
 
-    ``revision``: its change to the content (None if it made none); ``repair``: the server's own
-    revision replacing characters PostgreSQL cannot store (NUL) that the update inserted;
-    ``title_changed``: it changed the title; ``changed``: it changed the document at all.
+    ``revision``: its change to the content (None if it made none); ``title_changed``: it changed
+    the title; ``changed``: it changed the document at all.
     """
 
     revision: Revision | None
-    repair: Revision | None
     title_changed: bool
     changed: bool
 
@@ -105,31 +112,35 @@ class LiveDocument:
     def __init__(
         self,
         *,
-        content: str = "",
+        content: str | None = None,
         title: str | None = None,
         rev: int = 0,
         state: bytes | None = None,
         history_limit: int = 2000,
         max_length: int = 1_000_000,
         history: list[Revision] | None = None,
+        load_client_id: int | None = None,
     ) -> None:
-        self._doc: Doc = Doc()
-        if state is not None:
-            self._doc.apply_update(state)
-            self._ytext: Text = self._doc.get(TEXT_NAME, type=Text)
-            self._text = str(self._ytext)
-        else:
-            self._ytext = Text(content)
-            self._doc[TEXT_NAME] = self._ytext
-            self._text = content
+        """The document of ``state`` (a Yjs update), holding ``content`` and ``title``.
+
+        Where the state (or its absence) does not hold them, they are written in by the Yjs
+        client ``load_client_id`` (see ``load_client_id``): loading the same row twice then
+        makes the same Yjs items, so a Yjs client that saw the first load gets no duplicate
+        from the second, and loading needs no write. ``content`` or ``title`` None: the state's.
+        """
+        self._doc, content_written = _load(state, content, title, load_client_id)
+        self._ytext: Text = self._doc.get(TEXT_NAME, type=Text)
+        self._text = str(self._ytext)
         self._ytitle: Text = self._doc.get(TITLE_NAME, type=Text)
         self._title = str(self._ytitle)
-        if title is not None and title != self._title:
-            self.set_title(title)  # the stored title wins (older rows have no title in the state)
+        self._astral_written = False  # a local write inserted characters outside the BMP
+        self._pairs = SurrogatePairs()
+        self._pairs.add(read_update(self._doc.get_update()))
         self._rev = rev
         self._history: deque[Revision] = deque(maxlen=history_limit)
         self.max_length = max_length
-        if history and _consecutive_up_to(history, rev):
+        # The kept revisions lead to the state's text, not to a content written over it.
+        if history and not content_written and _consecutive_up_to(history, rev):
             self._history.extend(history)
         # Every transaction that changes the document counts (``changes``) and leaves its update
         # (``last_update``: what Yjs clients are sent for a change made here).
@@ -180,6 +191,9 @@ class LiveDocument:
     def _on_transaction(self, event: TransactionEvent) -> None:
         self.changes += 1
         self.last_update = event.update
+        if self._astral_written:  # remote updates are indexed by apply_update
+            self._astral_written = False
+            self._pairs.add(read_update(event.update))
 
     # --- history ------------------------------------------------------------------------------
 
@@ -283,22 +297,8 @@ class LiveDocument:
 
     def _write(self, target: Text, old: str, delta: Delta) -> None:
         """Apply a code-point delta (fitting ``old``, the target's text) to a byte-indexed Text."""
-        ascii_only = old.isascii()
-        pos = 0  # code points into the old text
-        offset = 0  # bytes into the Text as edited so far
-        with self._doc.transaction():
-            for op in delta:
-                if "insert" in op:
-                    target.insert(offset, op["insert"])
-                    offset += _utf8_len(op["insert"])
-                    continue
-                count = op.get("retain") or op["delete"]
-                size = count if ascii_only else _utf8_len(old[pos : pos + count])
-                if "delete" in op:
-                    del target[offset : offset + size]
-                else:
-                    offset += size
-                pos += count
+        if _write_delta(self._doc, target, old, delta):
+            self._astral_written = True
 
     # --- the title ----------------------------------------------------------------------------
 
@@ -319,8 +319,12 @@ class LiveDocument:
         be decoded or would make the content longer than ``max_length`` code points.
         """
         if update == EMPTY_UPDATE:
-            return UpdateApplied(None, None, False, False)
-        self._check_update_growth(update)
+            return UpdateApplied(None, False, False)
+        try:
+            contents = read_update(update)
+        except DecodeError as error:
+            raise BadUpdate(f"undecodable update: {error}") from None
+        self._check_update(update, contents)
         changes = self.changes
         self._receiving = True
         try:
@@ -331,7 +335,8 @@ class LiveDocument:
             self._receiving = False
             received, self._received_content = self._received_content, []
             title_changed, self._received_title = self._received_title, False
-        revision = repair = None
+        self._pairs.add(contents)
+        revision = None
         if received:
             old = self._text
             new = str(self._ytext)
@@ -339,18 +344,24 @@ class LiveDocument:
             self._text = new
             if delta:
                 revision = self._record(delta, client, None)
-            repair = self._repair_unstorable()
         if title_changed:
             self._title = str(self._ytitle)
-        return UpdateApplied(revision, repair, title_changed, self.changes != changes)
+        return UpdateApplied(revision, title_changed, self.changes != changes)
 
-    def _check_update_growth(self, update: bytes) -> None:
-        """Refuse an update that would grow the content past ``max_length``, before applying it.
+    def _check_update(self, update: bytes, contents: UpdateContents) -> None:
+        """Refuse, before it is applied, an update the note cannot take.
 
-        An update inserts at most as many code points as it has bytes, so only an update that
-        could cross the limit is tried first on a copy of the document.
+        NUL (PostgreSQL text cannot hold it); a change between the halves of a surrogate pair
+        (see ``notes.collab.yupdate``); growth past ``max_length``: the update's strings bound
+        it, and only an update that could cross the limit is tried on a copy of the document.
         """
-        if len(self._text) + len(update) <= self.max_length:
+        if any("\x00" in text for _, text in contents.strings):
+            raise BadUpdate("text may not contain NUL characters")
+        if self._pairs.split_by(contents):
+            raise SplitsCharacter("the update inserts or deletes inside a character (between "
+                                  "the two UTF-16 halves of a surrogate pair)")
+        growth = sum(len(text) for _, text in contents.strings)
+        if len(self._text) + growth <= self.max_length:
             return
         probe = Doc()
         try:
@@ -358,15 +369,7 @@ class LiveDocument:
             probe.apply_update(update)
         except ValueError as error:
             raise BadUpdate(f"undecodable update: {error}") from None
-        length = len(str(probe.get(TEXT_NAME, type=Text)))
-        self._check_length(length)
-
-    def _repair_unstorable(self) -> Revision | None:
-        """Yjs text may hold NUL, PostgreSQL text may not: NULs become U+FFFD, as a revision."""
-        if "\x00" not in self._text:
-            return None
-        return self._commit(deltas.diff(self._text, self._text.replace("\x00", REPLACEMENT)),
-                            None, None)
+        self._check_length(len(str(probe.get(TEXT_NAME, type=Text))))
 
     def _on_content_event(self, event: TextEvent) -> None:
         if self._receiving:
@@ -392,6 +395,64 @@ class LiveDocument:
         size = len(self._text)
         start = min(moved["index"], size)
         return {"index": start, "length": min(moved["length"], size - start)}
+
+
+def load_client_id(note_id: uuid.UUID) -> int:
+    """The Yjs client id that writes a note's stored text into a document built at load.
+
+    Derived from the note, 32 bits like the ids Yjs clients pick at random.
+    """
+    return int.from_bytes(hashlib.blake2b(note_id.bytes, digest_size=4).digest(), "big")
+
+
+def _load(state: bytes | None, content: str | None, title: str | None,
+          client_id: int | None) -> tuple[Doc, bool]:
+    """The document of ``state`` holding ``content`` and ``title``; whether content was written."""
+    base = Doc() if client_id is None else Doc(client_id=client_id)
+    if state is not None:
+        base.apply_update(state)
+    content_written = _reconcile(base, TEXT_NAME, content)
+    _reconcile(base, TITLE_NAME, title)
+    if client_id is None:
+        return base, content_written
+    # The document goes on with a client id of its own: the load id writes nothing else.
+    doc = Doc()
+    doc.apply_update(base.get_update())
+    return doc, content_written
+
+
+def _reconcile(doc: Doc, name: str, wanted: str | None) -> bool:
+    text = doc.get(name, type=Text)
+    current = str(text)
+    if wanted is None or wanted == current:
+        return False
+    _write_delta(doc, text, current, deltas.diff(current, wanted))
+    return True
+
+
+def _write_delta(doc: Doc, target: Text, old: str, delta: Delta) -> bool:
+    """Apply a code-point delta (fitting ``old``, the target's text) to a byte-indexed Text, in
+    one transaction; True if it inserted characters outside the BMP."""
+    ascii_only = old.isascii()
+    astral = False
+    pos = 0  # code points into the old text
+    offset = 0  # bytes into the Text as edited so far
+    with doc.transaction():
+        for op in delta:
+            if "insert" in op:
+                text = op["insert"]
+                target.insert(offset, text)
+                offset += _utf8_len(text)
+                astral = astral or (not text.isascii() and max(text) > "\uffff")
+                continue
+            count = op.get("retain") or op["delete"]
+            size = count if ascii_only else _utf8_len(old[pos : pos + count])
+            if "delete" in op:
+                del target[offset : offset + size]
+            else:
+                offset += size
+            pos += count
+    return astral
 
 
 def _code_point_delta(old: str, byte_delta: list[dict]) -> Delta | None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from notes.collab.document import LiveDocument, Revision
+from notes.collab.document import LiveDocument, Revision, load_client_id
 from notes.collab.room import Member, Room
 from notes.collab.saver import Saver, TaskRunner
 
@@ -148,6 +148,8 @@ class Hub:
         if stored is None:
             return None
         note = stored.note
+        # The stored text wins over a Yjs state that disagrees (a row written by something that
+        # doesn't know Yjs): it is written into the document as a change of its own.
         document = LiveDocument(
             content=note.content,
             title=note.title,
@@ -156,14 +158,8 @@ class Hub:
             history_limit=self.limits.history_limit,
             max_length=self.limits.max_length,
             history=[Revision(*entry) for entry in stored.history or ()],
+            load_client_id=load_client_id(note_id),
         )
-        if document.text != note.content:
-            # The Yjs state and the plain text disagree (the row was written by something that
-            # doesn't know Yjs): the plain text wins, as a new revision.
-            log.warning("note %s: Yjs state differs from content; using content", note_id)
-            document = LiveDocument(content=note.content, title=note.title, rev=note.rev,
-                                    history_limit=self.limits.history_limit,
-                                    max_length=self.limits.max_length)
         room = Room(note_id, document, max_title=self.limits.max_title)
         room.subscribe(self.saver.observe)
         return room

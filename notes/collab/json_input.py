@@ -21,7 +21,7 @@ def parse_json(data: str | bytes) -> object:
     try:
         return json.loads(data)
     except RecursionError:
-        raise BadJson("the JSON is nested too deeply") from None
+        raise BadJson("not valid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise BadJson(f"not valid JSON: {error}") from None
 

@@ -213,9 +213,8 @@ class Room:
         """A Yjs update: applied to the document; its content change becomes a revision.
 
         The update goes on to the other Yjs members as it came. What it did to the content
-        reaches JSON members as an ``edit`` from the origin. A title the update made invalid,
-        or NULs it inserted, are repaired by the server as a change of its own, which reaches
-        every member, the origin too.
+        reaches JSON members as an ``edit`` from the origin. A title the update made too long
+        is cut by the server as a change of its own, which reaches every member, the origin too.
         """
         origin_id = origin.id if origin else None
         applied = self.document.apply_update(update, client=origin_id)
@@ -236,8 +235,6 @@ class Room:
             self.emit(StateChanged(update, origin_id), origin)
         if repaired != title:
             self.set_title(repaired)  # the server's own change: every member hears of it
-        if applied.repair is not None:
-            self._revision_applied(applied.repair, self._event_of(applied.repair), None)
 
     def _event_of(self, revision: Revision) -> RevisionApplied:
         return RevisionApplied(revision.rev, revision.delta, self.document.last_update,

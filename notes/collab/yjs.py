@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from notes.collab.awareness import BadAwareness
-from notes.collab.document import BadUpdate, EditRejected, TooLarge
+from notes.collab.document import BadUpdate, EditRejected, SplitsCharacter, TooLarge
 from notes.collab.events import (
     AwarenessChanged,
     Event,
@@ -39,10 +39,11 @@ SYNC_UPDATE = 2
 
 AUTH_PERMISSION_DENIED = 0
 
-# Close codes (docs/protocol.md, "Yjs").
-CLOSE_UNSUPPORTED = 1003  # a text frame
-CLOSE_INVALID = 1007  # a message or update that does not decode, an unknown message type
+# Close codes (docs/protocol.md, "Yjs"). y-websocket's provider does not reconnect after a code
+# in 4400-4499: a client whose document the server refused would only be refused again.
+CLOSE_INVALID = 4400  # a text frame, an undecodable message or update, an unknown type, NUL
 CLOSE_TOO_LARGE = 4413  # an update that would make the note longer than NOTES_MAX_CONTENT
+CLOSE_SPLITS_CHARACTER = 4422  # an update inserting or deleting inside a surrogate pair
 
 
 class YjsRefused(Exception):
@@ -136,6 +137,9 @@ def _handle_sync(room: Room, member: Member, step: int, payload: bytes) -> None:
         except TooLarge as error:
             member.send(permission_denied(error.message))
             raise YjsRefused(CLOSE_TOO_LARGE, error.message) from None
+        except SplitsCharacter as error:
+            member.send(permission_denied(error.message))
+            raise YjsRefused(CLOSE_SPLITS_CHARACTER, error.message) from None
         except EditRejected as error:
             raise YjsRefused(CLOSE_INVALID, error.message) from None
     else:

@@ -20,7 +20,7 @@ from websockets.protocol import OPEN
 from notes.collab.hub import HubClosed
 from notes.collab.room import CLOSE_NOTE_GONE, Codec, Frame, Room
 from notes.collab.session import JSON, handle_frame
-from notes.collab.yjs import CLOSE_UNSUPPORTED, YJS, YjsRefused, handle_message
+from notes.collab.yjs import CLOSE_INVALID, YJS, YjsRefused, handle_message
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ async def yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> No
 
 def _handle_yjs_frame(room: Room, connection: SocketConnection, frame: Frame) -> None:
     if isinstance(frame, str):
-        connection.close(CLOSE_UNSUPPORTED, "text frames are not part of the Yjs protocol")
+        connection.close(CLOSE_INVALID, "text frames are not part of the Yjs protocol")
         return
     try:
         handle_message(room, connection, frame)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from pydantic import BaseModel, ValidationError
@@ -13,6 +12,7 @@ from sanic_ext.extensions.openapi.definitions import Parameter
 
 from notes import use_cases
 from notes.collab.document import EditRejected
+from notes.collab.json_input import BadJson, parse_json
 from notes.collab.text import text_problem
 from notes.http.openapi_docs import header, json_body, ok, openapi, problems, query
 from notes.http.problems import Problem
@@ -42,9 +42,9 @@ def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise Problem(415, "Send the body as application/json.", kind="unsupported-media-type")
     try:
-        data = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise Problem(400, f"The body is not valid JSON: {error}", kind="malformed-json") from None
+        data = parse_json(request.body)
+    except BadJson as error:
+        raise Problem(400, f"The body is {error}.", kind="malformed-json") from None
     try:
         return model.model_validate(data)
     except ValidationError as error:
