@@ -84,6 +84,35 @@ async def test_malformed_frames_get_bad_json_and_the_connection_stays(limited, a
         await raw.close()
 
 
+async def test_deeply_nested_frames_get_bad_json_and_the_connection_stays(limited, ahttp):
+    note_id = await create_note(ahttp, content="abc")
+    raw = await Raw.open(limited.url, note_id)
+    try:
+        rev = raw.hello["rev"]
+        # Too deep for Python's parser, and deep enough to parse but not to encode back.
+        for depth in (100_000, 1_000, 100):
+            frame = '{"type": "edit", "rev": 0, "delta": [], "ref": ' + "[" * depth + "]" * depth
+            await expect_error(raw, frame + "}", "bad_json")
+        await assert_still_works(raw, rev)
+    finally:
+        await raw.close()
+
+
+async def test_a_title_with_text_postgresql_cannot_store_is_refused_like_everywhere(
+        limited, ahttp):
+    note_id = await create_note(ahttp, title="kept", content="abc")
+    raw = await Raw.open(limited.url, note_id)
+    try:
+        for title in ("nul\x00here", "half \ud83d emoji", "x" * 201):
+            await expect_error(raw, {"type": "title", "title": title, "ref": "t"}, "bad_title",
+                               "t")
+        await assert_still_works(raw, raw.hello["rev"])
+        note = (await ahttp.get(f"/notes/{note_id}")).json()
+        assert (note["title"], note["content"]) == ("kept", ".abc")
+    finally:
+        await raw.close()
+
+
 async def test_unknown_types_and_wrong_fields_get_bad_message(limited, ahttp):
     note_id = await create_note(ahttp, content="abc")
     raw = await Raw.open(limited.url, note_id)

@@ -22,13 +22,13 @@ def pinging_server(database_url):
     server.stop()
 
 
-async def open_silent_socket(port: int, note_id: str) -> tuple[asyncio.StreamReader,
-                                                                asyncio.StreamWriter]:
+async def open_silent_socket(port: int, path: str) -> tuple[asyncio.StreamReader,
+                                                             asyncio.StreamWriter]:
     """A websocket handshake by hand, then silence: this peer never reads, so never pongs."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
-        f"GET /notes/{note_id}/live?name=silent HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"GET {path}?name=silent HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
@@ -38,11 +38,13 @@ async def open_silent_socket(port: int, note_id: str) -> tuple[asyncio.StreamRea
     return reader, writer
 
 
-async def test_a_peer_that_stops_answering_pings_is_dropped(pinging_server):
+@pytest.mark.parametrize("protocol", ["json", "yjs"])
+async def test_a_peer_that_stops_answering_pings_is_dropped(pinging_server, protocol):
     note = httpx.post(pinging_server.url + "/notes", json={"title": "k", "content": "é"}).json()
+    path = f"/notes/{note['id']}/live" if protocol == "json" else f"/yjs/{note['id']}"
     async with await LiveClient.connect(pinging_server.url, note["id"], name="watcher",
                                         reconnect=False) as watcher:
-        _, writer = await open_silent_socket(pinging_server.port, note["id"])
+        _, writer = await open_silent_socket(pinging_server.port, path)
         try:
             await watcher.wait_for(lambda: any(p["name"] == "silent"
                                                for p in watcher.peers.values()), timeout=10)

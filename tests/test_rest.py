@@ -120,6 +120,19 @@ def test_malformed_json_is_400_and_changes_nothing(http: httpx.Client, make_note
     assert http.get(f"/notes/{note['id']}").json()["content"] == "same"
 
 
+def test_deeply_nested_json_is_400_not_a_server_error(http: httpx.Client, make_note):
+    note = make_note("stable", "same")
+    for depth in (1_000, 100_000):
+        nested = b'{"title": "t", "content": ' + b"[" * depth + b"]" * depth + b"}"
+        body = assert_problem(http.post("/notes", content=nested,
+                                        headers={"content-type": "application/json"}), 400)
+        assert "nested too deeply" in body["detail"]
+        assert_problem(http.patch(f"/notes/{note['id']}", content=nested,
+                                  headers={"content-type": "application/json"}), 400)
+    assert http.get(f"/notes/{note['id']}").json()["content"] == "same"
+    assert http.get("/health").status_code == 200
+
+
 @pytest.mark.parametrize("body", [
     {"title": 5},
     {"title": "ok", "content": ["list"]},

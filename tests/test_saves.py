@@ -205,3 +205,36 @@ async def test_rest_write_to_a_closed_note_is_saved_and_not_kept_open(lazy_saver
         await db.execute("UPDATE notes SET content = 'three', yjs_state = NULL WHERE id = :id",
                          id=note_id)
         assert (await http.get(f"/notes/{note_id}")).json()["content"] == "three"
+
+
+async def test_a_save_the_database_refuses_does_not_hold_the_other_changes_hostage(server, db):
+    """A title PostgreSQL refuses (here: a CHECK constraint; the validators catch NUL and
+    surrogates before): the title goes back, the content is stored, everyone is told."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        note_id = await create_note(http, title="good title", content="")
+    poison = f"poison {note_id}"
+    constraint = f"test_refuse_{note_id.replace('-', '_')}"
+    await db.execute(f"ALTER TABLE notes ADD CONSTRAINT {constraint} CHECK (title <> '{poison}')")
+    raw = await Raw.open(server.url, note_id)
+    try:
+        await raw.send({"type": "title", "title": poison})
+        rev = raw.hello["rev"]
+        for i, char in enumerate("typed after"):
+            await raw.send({"type": "edit", "rev": rev + i, "delta":
+                            [{"retain": i}, {"insert": char}] if i else [{"insert": char}]})
+            assert (await raw.next("ack"))["rev"] == rev + i + 1
+        told = {}
+        while len(told) < 2:
+            message = await raw.next("error", "title", timeout=10)
+            told[message["type"]] = message
+        assert told["error"]["code"] == "save_failed" and "title" in told["error"]["message"]
+        assert told["title"]["title"] == "good title"
+        row = await db.wait_row(note_id, lambda r: r.content == "typed after", 10, "the save")
+        assert row.title == "good title"
+        assert yjs_text(row.yjs_state) == "typed after"
+    finally:
+        await raw.close()
+        await db.execute(f"ALTER TABLE notes DROP CONSTRAINT {constraint}")
+    log = server.log()
+    assert f"note {note_id}: the database refused to store it" in log
+    assert "typed after" not in log  # no note text in the logs
