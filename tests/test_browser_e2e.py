@@ -24,12 +24,14 @@ and Playwright for Python; never ``playwright install``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
 import os
 import shutil
 import subprocess
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -38,6 +40,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 from conftest import ARTIFACTS, ServerProcess, wait_until
+from yjs_node import NodeYjsClient
 
 try:
     from playwright.sync_api import sync_playwright
@@ -622,6 +625,53 @@ def test_presence_names_and_cursors(open_page, make_note, http):
     ada.js("() => notesApp.showList()")
     bob.testid("peers").get_by_text("Only you here").wait_for()
     assert bob.page.locator("#mirror .caret").count() == 0
+
+
+def test_a_yjs_editor_beside_the_page(open_page, make_note, http, server):
+    """A real npm Yjs client (node) and the page on one note: the page shows it as a peer with
+    its awareness name, and their edits meet."""
+    note = make_note("With Yjs", "shared 😀 text")
+    ada = open_page("Ada").open(note["id"])
+    with node_yjs_client() as yjs:
+        yjs.run(yjs.client.connect(server.ws_url + "/yjs", note["id"]))
+        yjs.run(yjs.client.wait_synced())
+        yjs.run(yjs.client.set_awareness("user", {"name": "Yuki 雪"}))
+        ada.testid("peers").get_by_text("Yuki 雪").wait_for()
+        yjs.run(yjs.client.insert(0, "漢 "))  # UTF-16 index 0
+        ada.wait("() => notesApp.state().editorText.startsWith('漢 shared')")
+        ada.set_caret(len("漢 shared 😀 text"))
+        ada.type(" 😀!")
+        yjs.run(yjs.client.wait_content("漢 shared 😀 text 😀!"))
+        converge(http, note["id"], ada)
+    ada.testid("peers").get_by_text("Only you here").wait_for()
+
+
+class _NodeYjs:
+    """A NodeYjsClient on an event loop of its own (these tests are synchronous)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client = NodeYjsClient("page-peer")
+        self.run(self.client.start())
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)
+
+    def close(self) -> None:
+        self.run(self.client.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@contextlib.contextmanager
+def node_yjs_client() -> Iterator[_NodeYjs]:
+    peer = _NodeYjs()
+    try:
+        yield peer
+    finally:
+        peer.close()
 
 
 # --- 6. the API docs, offline --------------------------------------------------------------------
