@@ -11,8 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -138,6 +139,22 @@ def server(database_url: str) -> Iterator[ServerProcess]:
     process = ServerProcess(database_url, log_name="session-server").start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+async def ahttp(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Any]:
+    """Async reads and writes of the notes table (``live_helpers.Db``)."""
+    from live_helpers import Db
+
+    database = Db(database_url)
+    yield database
+    await database.close()
 
 
 @pytest.fixture

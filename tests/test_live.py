@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 
-import httpx
 import pytest
-from conftest import ServerProcess, wait_for
+from conftest import wait_for
 from live_helpers import (
-    Db,
     Fresh,
     Raw,
     RecordingClient,
@@ -24,19 +21,6 @@ from live_helpers import (
 )
 
 from notes.client import LiveClient
-
-
-@pytest.fixture
-async def ahttp(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Db]:
-    database = Db(database_url)
-    yield database
-    await database.close()
 
 
 def assert_every_revision_once(client: RecordingClient, final_rev: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,13 +17,6 @@ from notes.client import LiveClient
 DEBOUNCE = float(TEST_SERVER_ENV["NOTES_SAVE_DEBOUNCE"])
 MAX_WAIT = float(TEST_SERVER_ENV["NOTES_SAVE_MAX_WAIT"])
 SLACK = 0.7  # scheduling and a database round trip
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Db]:
-    database = Db(database_url)
-    yield database
-    await database.close()
 
 
 class Writes:

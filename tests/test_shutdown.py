@@ -6,13 +6,10 @@ import asyncio
 import random
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from conftest import ServerProcess
 from live_helpers import (
-    Db,
     Fresh,
     RecordingClient,
     close_all,
@@ -25,13 +22,6 @@ from live_helpers import (
 
 # No debounced save fires within these tests: only the shutdown flush can store the edits.
 LAZY = {"NOTES_SAVE_DEBOUNCE": "60", "NOTES_SAVE_MAX_WAIT": "120"}
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Db]:
-    database = Db(database_url)
-    yield database
-    await database.close()
 
 
 async def start_server(database_url: str, name: str) -> ServerProcess:

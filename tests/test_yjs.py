@@ -7,13 +7,11 @@ import asyncio
 import contextlib
 import random
 import socket
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from conftest import ServerProcess
 from live_helpers import (
-    Db,
     Raw,
     RecordingClient,
     close_all,
@@ -34,19 +32,6 @@ from notes.collab.lib0 import write_string, write_uint
 from notes.collab.yjs import MESSAGE_AWARENESS, MESSAGE_SYNC, SYNC_STEP1, SYNC_UPDATE
 
 ALPHABET = ["a", "b", "é", "漢", "😀", " ", "\n"]
-
-
-@pytest.fixture
-async def ahttp(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Db]:
-    database = Db(database_url)
-    yield database
-    await database.close()
 
 
 def yurl(server: ServerProcess) -> str:
