@@ -98,6 +98,11 @@ class UpdateApplied:
     changed: bool
 
 
+def _has_astral(text: str) -> bool:
+    """Does ``text`` hold a character outside the BMP (two UTF-16 units)?"""
+    return not text.isascii() and max(text) > "\uffff"
+
+
 def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
@@ -135,7 +140,9 @@ class LiveDocument:
         self._title = str(self._ytitle)
         self._astral_written = False  # a local write inserted characters outside the BMP
         self._pairs = SurrogatePairs()
-        self._pairs.add(read_update(self._doc.get_update()))
+        if _has_astral(self._text) or _has_astral(self._title):
+            # (Deleted characters need no entry: their content is gone, split or not.)
+            self._pairs.add(read_update(self._doc.get_update()))
         self._rev = rev
         self._history: deque[Revision] = deque(maxlen=history_limit)
         self.max_length = max_length
@@ -443,7 +450,7 @@ def _write_delta(doc: Doc, target: Text, old: str, delta: Delta) -> bool:
                 text = op["insert"]
                 target.insert(offset, text)
                 offset += _utf8_len(text)
-                astral = astral or (not text.isascii() and max(text) > "\uffff")
+                astral = astral or _has_astral(text)
                 continue
             count = op.get("retain") or op["delete"]
             size = count if ascii_only else _utf8_len(old[pos : pos + count])

@@ -141,11 +141,15 @@ class Room:
             if frame is not None:
                 member.send(frame)
         if origin is not None:
-            own = origin.codec.encode_own(event)
-            if own is not None:
-                origin.send(own)
+            self._tell_origin(origin, event)
         for observer in self.observers:
             observer(self, event)
+
+    @staticmethod
+    def _tell_origin(origin: Member, event: Event) -> None:
+        own = origin.codec.encode_own(event)
+        if own is not None:
+            origin.send(own)
 
     def close_all(self, code: int, reason: str = "") -> None:
         for member in list(self.members.values()):
@@ -185,11 +189,9 @@ class Room:
         )
         event = RevisionApplied(revision.rev, revision.delta, self.document.last_update,
                                 revision.client, ref)
-        if duplicate:
+        if duplicate:  # a resent edit: only its origin hears of it (its ack) again
             if origin is not None:
-                own = origin.codec.encode_own(event)
-                if own is not None:
-                    origin.send(own)
+                self._tell_origin(origin, event)
             return revision
         self._revision_applied(revision, event, origin)
         return revision
