@@ -148,8 +148,9 @@ class Hub:
         if stored is None:
             return None
         note = stored.note
-        # The stored text wins over a Yjs state that disagrees (a row written by something that
-        # doesn't know Yjs): it is written into the document as a change of its own.
+        # The stored text wins over a Yjs state that lacks or disagrees with it (a row written by
+        # REST create, or by something that doesn't know Yjs): LiveDocument writes it in, the
+        # same way on every load.
         document = LiveDocument(
             content=note.content,
             title=note.title,
