@@ -154,12 +154,10 @@ class LiveDocument:
         self.changes = 0
         self.last_update = EMPTY_UPDATE
         self._doc.observe(self._on_transaction)
-        # While a client's update is applied, the changes it makes to the texts are collected.
-        self._receiving = False
+        # While a client's update is applied, the changes it makes to the texts are collected
+        # (observers only then: pycrdt builds every text event eagerly, a cost per keystroke).
         self._received_content: list[list[dict]] = []
         self._received_title = False
-        self._ytext.observe(self._on_content_event)
-        self._ytitle.observe(self._on_title_event)
 
     @property
     def text(self) -> str:
@@ -333,13 +331,15 @@ class LiveDocument:
             raise BadUpdate(f"undecodable update: {error}") from None
         self._check_update(update, contents)
         changes = self.changes
-        self._receiving = True
+        content_events = self._ytext.observe(self._on_content_event)
+        title_events = self._ytitle.observe(self._on_title_event)
         try:
             self._doc.apply_update(update)
         except ValueError as error:
             raise BadUpdate(f"undecodable update: {error}") from None
         finally:
-            self._receiving = False
+            self._ytext.unobserve(content_events)
+            self._ytitle.unobserve(title_events)
             received, self._received_content = self._received_content, []
             title_changed, self._received_title = self._received_title, False
         self._pairs.add(contents)
@@ -379,12 +379,10 @@ class LiveDocument:
         self._check_length(len(str(probe.get(TEXT_NAME, type=Text))))
 
     def _on_content_event(self, event: TextEvent) -> None:
-        if self._receiving:
-            self._received_content.append(event.delta)
+        self._received_content.append(event.delta)
 
     def _on_title_event(self, event: TextEvent) -> None:
-        if self._receiving:
-            self._received_title = True
+        self._received_title = True
 
     # --- cursors ------------------------------------------------------------------------------
 
