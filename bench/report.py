@@ -98,6 +98,33 @@ def idle(r: dict) -> list[str]:
     return out
 
 
+def yjs_fanout(r: dict) -> list[str]:
+    out = ["| server | subscribers | edits/s | latency p50 / p95 / p99 / max (ms) | p50 / p99 vs "
+           "ours | delivery | join p50 / max (ms) | server CPU (cores) | CPU vs ours | load "
+           "generators | other work | text |",
+           "|---|---:|---:|---|---|---:|---|---:|---:|---:|---:|---|"]
+    for name, entry in r["servers"].items():
+        for c in entry["cells"]:
+            if "error" in c:
+                out.append(f"| {name} | {c['subscribers']} | | FAILED | | | | | | | | |")
+                continue
+            ratio = r.get("ratios", {}).get(name, {}).get(str(c["subscribers"]))
+            vs = f"{ratio['p50']} / {ratio['p99']}" if ratio else "-"
+            cpu_vs = ratio["server_cpu"] if ratio and ratio["server_cpu"] is not None else "-"
+            out.append(f"| {name} | {c['subscribers']} | {c['rate']:g} | {_lat(c['latency_ms'])} | "
+                       f"{vs} | {c['delivery']:.4f} | {fmt_ms(c['join_ms']['p50'])} / "
+                       f"{fmt_ms(c['join_ms']['max'])} | {c['server_cpu']['cores']} | {cpu_vs} | "
+                       f"{c['loadgen_cpu']['cores']} | {c['others_cores']} | "
+                       f"{'ok' if c['text_ok'] else 'WRONG'} |")
+        if "error" in entry:
+            first = entry["error"].strip().splitlines()[0]
+            out.append(f"| {name} | | | FAILED: {first} | | | | | | | | |")
+    v = r.get("versions", {})
+    out.append("")
+    out.append("Versions: " + ", ".join(f"{k} {v[k]}" for k in v if v[k]) + ".")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     for path in argv:
