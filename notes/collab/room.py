@@ -78,7 +78,6 @@ class Room:
         self.observers: list[Observer] = []
         self.holders = 0  # REST requests and sockets keeping the room loaded
         self.saved_changes = document.changes
-        self.saved_rev = document.rev
         self.saved_title = document.title
         self.first_unsaved: float | None = None  # monotonic time of the oldest unsaved change
         self.last_change: float | None = None
@@ -110,7 +109,6 @@ class Room:
         """The state after ``changes`` changes (revision ``rev``, taken at ``snapshot_time``) is
         stored; later changes are not."""
         self.saved_changes = changes
-        self.saved_rev = rev
         self.saved_title = title
         # Changes made while the save ran are at most as old as its snapshot.
         self.first_unsaved = snapshot_time if self.dirty else None
@@ -128,16 +126,15 @@ class Room:
             self.last_change = now
             if self.first_unsaved is None:
                 self.first_unsaved = now
-        frames: dict[int, Frame | None] = {}
+        frames: dict[Codec, Frame | None] = {}
         for member in list(self.members.values()):
             if member is origin:
                 continue
             codec = member.codec
-            key = id(codec)
-            if key in frames:
-                frame = frames[key]
+            if codec in frames:
+                frame = frames[codec]
             else:
-                frame = frames[key] = codec.encode(event)
+                frame = frames[codec] = codec.encode(event)
             if frame is not None:
                 member.send(frame)
         if origin is not None:
