@@ -259,6 +259,19 @@ def _preexec() -> None:
     os.setpgrp()
 
 
+def terminate(process: subprocess.Popen | None, timeout: float) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code (0 if never started)."""
+    if process is None:
+        return 0
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 class Server:
     """``python -m notes serve`` as a child process on a free port, on the given database."""
 
@@ -302,15 +315,7 @@ class Server:
             time.sleep(0.05)
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
+        code = terminate(self.process, timeout)
         self.process = None
         return code
 

@@ -28,6 +28,10 @@ import time
 from array import array
 
 from bench.wsclient import WsClient
+from notes.collab.lib0 import Reader
+from notes.collab.lib0 import write_bytes as write_var_bytes
+from notes.collab.lib0 import write_string as write_var_string
+from notes.collab.lib0 import write_uint as write_var_uint
 
 MSG_SYNC = 0
 MSG_AWARENESS = 1
@@ -57,58 +61,23 @@ def marker(seq: int) -> str:
     return f"<t{seq}.{time.time_ns()}>"
 
 
-# --- lib0 encoding ------------------------------------------------------------------------------
-
-
-def write_var_uint(n: int) -> bytes:
-    """lib0 ``writeVarUint``: 7 bits a byte, least significant first, high bit = more follows."""
-    if n < 0:
-        raise ValueError("varUint must not be negative")
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+# --- lib0 encoding (the server's own codec, notes.collab.lib0) --------------------------------
 
 
 def read_var_uint(buf: bytes, pos: int = 0) -> tuple[int, int]:
     """(value, position after it)."""
-    value = shift = 0
-    end = len(buf)
-    while True:
-        if pos >= end:
-            raise ValueError("truncated varUint")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 70:
-            raise ValueError("varUint too long")
-
-
-def write_var_bytes(data: bytes) -> bytes:
-    """lib0 ``writeVarUint8Array``: the length as a varUint, then the bytes."""
-    return write_var_uint(len(data)) + bytes(data)
+    reader = Reader(buf, pos)
+    return reader.uint(), reader.pos
 
 
 def read_var_bytes(buf: bytes, pos: int = 0) -> tuple[bytes, int]:
-    length, pos = read_var_uint(buf, pos)
-    if pos + length > len(buf):
-        raise ValueError("truncated varUint8Array")
-    return bytes(buf[pos:pos + length]), pos + length
-
-
-def write_var_string(text: str) -> bytes:
-    """lib0 ``writeVarString``: the UTF-8 bytes as a varUint8Array."""
-    return write_var_bytes(text.encode())
+    reader = Reader(buf, pos)
+    return reader.bytes(), reader.pos
 
 
 def read_var_string(buf: bytes, pos: int = 0) -> tuple[str, int]:
-    data, pos = read_var_bytes(buf, pos)
-    return data.decode(), pos
+    reader = Reader(buf, pos)
+    return reader.string(), reader.pos
 
 
 # --- dialects -----------------------------------------------------------------------------------

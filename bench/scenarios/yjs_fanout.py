@@ -35,7 +35,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -156,15 +155,7 @@ class PeerServer:
         return self
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
+        code = h.terminate(self.process, timeout)
         self.process = None
         return code
 

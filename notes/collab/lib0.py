@@ -31,9 +31,9 @@ def write_string(text: str) -> bytes:
 
 
 class Reader:
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, pos: int = 0):
         self.data = data
-        self.pos = 0
+        self.pos = pos
 
     def uint(self) -> int:
         value = shift = 0
