@@ -27,7 +27,7 @@ from yjs_node import NodeYjsClient, wait_converged, yjs_clients
 from yjs_py import PyYjsClient, RawYjs, awareness_frame, sync_frame, yjs_url
 
 from notes.client import LiveClient
-from notes.collab.awareness import Awareness
+from notes.collab.awareness import Awareness, BadAwareness
 from notes.collab.lib0 import write_string, write_uint
 from notes.collab.yjs import MESSAGE_AWARENESS, MESSAGE_SYNC, SYNC_STEP1, SYNC_UPDATE
 
@@ -278,6 +278,12 @@ def test_awareness_states_expire_after_the_timeout_without_renewal():
     assert awareness.encode_all() == update(8, 2, '{"user":{"name":"B"}}')
     assert awareness.remove_owner("conn-b") == update(8, 3, "null")
     assert awareness.encode_all() is None
+    # One connection may speak for a few clients, not for any number.
+    for client in range(100, 108):
+        awareness.apply(update(client, 1, "{}"), "conn-c")
+    with pytest.raises(BadAwareness):
+        awareness.apply(update(108, 1, "{}"), "conn-c")
+    assert awareness.apply(update(108, 1, "{}"), "conn-d") is not None
 
 
 # --- saves ------------------------------------------------------------------------------------
