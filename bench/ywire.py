@@ -184,6 +184,25 @@ class YjsSocket(WsClient):
 # --- clients ------------------------------------------------------------------------------------
 
 
+async def open_synced(client, port: int, timeout: float) -> None:
+    """Connect ``client`` (a Subscriber or Writer), send the dialect's opening and wait for the
+    server's sync step 2 (``client.synced``, set by its ``on_message``)."""
+    client.synced = asyncio.get_running_loop().create_future()
+    await YjsSocket.open_for(client, port, client.wire.path, timeout)
+    for frame in client.wire.opening():
+        client.ws.send_binary(frame)
+    done, _ = await asyncio.wait([client.synced, client.ws.closed], timeout=timeout,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if client.synced in done:
+        return
+    client.ws.abort()
+    if client.error:
+        raise ConnectionError(client.error)
+    if client.ws.closed.done():
+        raise ConnectionError(f"closed before sync step 2 (close code {client.ws.close_code})")
+    raise TimeoutError(f"no sync step 2 within {timeout} s")
+
+
 class Subscriber:
     """A read-only Yjs peer that does not keep the document: it syncs from empty and times the
     writer's markers it finds in each sync frame."""
@@ -205,20 +224,7 @@ class Subscriber:
 
     async def open(self, port: int, timeout: float = 60.0) -> Subscriber:
         t0 = time.time_ns()
-        self.synced = asyncio.get_running_loop().create_future()
-        await YjsSocket.open_for(self, port, self.wire.path, timeout)
-        for frame in self.wire.opening():
-            self.ws.send_binary(frame)
-        done, _ = await asyncio.wait([self.synced, self.ws.closed], timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if self.synced not in done:
-            self.ws.abort()
-            if self.error:
-                raise ConnectionError(self.error)
-            if self.ws.closed.done():
-                raise ConnectionError(f"closed before sync step 2 (close code "
-                                      f"{self.ws.close_code})")
-            raise TimeoutError(f"no sync step 2 within {timeout} s")
+        await open_synced(self, port, timeout)
         self.join_ns = self.synced.result() - t0
         return self
 
@@ -290,16 +296,7 @@ class Writer:
             self._local.append(event.update)
 
     async def open(self, port: int, timeout: float = 60.0) -> Writer:
-        self.synced = asyncio.get_running_loop().create_future()
-        await YjsSocket.open_for(self, port, self.wire.path, timeout)
-        for frame in self.wire.opening():
-            self.ws.send_binary(frame)
-        done, _ = await asyncio.wait([self.synced, self.ws.closed], timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if self.synced not in done:
-            self.ws.abort()
-            raise ConnectionError(self.error or f"writer: no sync step 2 (close code "
-                                                f"{self.ws.close_code})")
+        await open_synced(self, port, timeout)
         return self
 
     def on_message(self, payload: bytes, now: int) -> None:
