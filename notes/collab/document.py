@@ -347,7 +347,7 @@ class LiveDocument:
         if received:
             old = self._text
             new = str(self._ytext)
-            delta = _compose_all(old, [_code_point_delta(old, d) for d in received], new)
+            delta = _received_delta(old, received, new)
             self._text = new
             if delta:
                 revision = self._record(delta, client, None)
@@ -483,17 +483,17 @@ def _code_point_delta(old: str, byte_delta: list[dict]) -> Delta | None:
     return deltas.normalize(ops)
 
 
-def _compose_all(old: str, received: list[Delta | None], new: str) -> Delta:
-    """One delta from ``old`` to ``new``: the received deltas composed (a diff if any was None).
+def _received_delta(old: str, received: list[list[dict]], new: str) -> Delta:
+    """The code-point delta from ``old`` to ``new`` (the ``Text`` itself) that an update made.
 
-    The result is checked against ``new`` (the ``Text`` itself), so the mirror never drifts.
+    pycrdt reports one event per text per transaction, and an update is applied in one: its
+    byte delta, converted, is the answer. Anything else (several events, an embed, a delta that
+    does not lead to ``new``) is worked out by diffing, so the mirror never drifts.
     """
-    if all(d is not None for d in received):
-        delta = received[0]
-        for later in received[1:]:
-            delta = deltas.compose(delta, later)
+    if len(received) == 1:
+        delta = _code_point_delta(old, received[0])
         try:
-            if deltas.apply_delta(old, delta) == new:
+            if delta is not None and deltas.apply_delta(old, delta) == new:
                 return delta
         except DeltaError:
             pass

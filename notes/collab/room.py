@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from notes.collab.awareness import Awareness
-from notes.collab.delta import transform_cursor
+from notes.collab.delta import Delta, transform_cursor
 from notes.collab.document import BadTitle, LiveDocument, Revision
 from notes.collab.events import (
     CHANGES,
@@ -184,20 +184,19 @@ class Room:
         revision, duplicate = self.document.apply_edit(
             base_rev, delta, client=origin.id if origin else None, ref=ref
         )
-        event = RevisionApplied(revision.rev, revision.delta, self.document.last_update,
-                                revision.client, ref)
+        event = self._event_of(revision)
         if duplicate:  # a resent edit: only its origin hears of it (its ack) again
             if origin is not None:
                 self._tell_origin(origin, event)
             return revision
-        self._revision_applied(revision, event, origin)
+        self._revision_applied(event, origin)
         return revision
 
     def replace_content(self, content: str) -> Revision | None:
         """A REST write: apply the smallest diff to the live text; concurrent typing survives."""
         revision = self.document.replace_text(content)
         if revision is not None:
-            self._revision_applied(revision, self._event_of(revision), None)
+            self._revision_applied(self._event_of(revision), None)
         return revision
 
     def set_title(self, title: str, *, origin: Member | None = None) -> None:
@@ -221,9 +220,7 @@ class Room:
             return
         forwarded = False  # an event carried the update to the Yjs members
         if applied.revision is not None:
-            revision = applied.revision
-            self._revision_applied(revision, RevisionApplied(
-                revision.rev, revision.delta, update, origin_id), origin)
+            self._revision_applied(self._event_of(applied.revision, update), origin)
             forwarded = True
         title = self.document.title
         repaired = storable(title, self.max_title) if applied.title_changed else title
@@ -235,13 +232,13 @@ class Room:
         if repaired != title:
             self.set_title(repaired)  # the server's own change: every member hears of it
 
-    def _event_of(self, revision: Revision) -> RevisionApplied:
-        return RevisionApplied(revision.rev, revision.delta, self.document.last_update,
+    def _event_of(self, revision: Revision, update: bytes | None = None) -> RevisionApplied:
+        """The event of a revision; its Yjs update is the document's last unless given."""
+        return RevisionApplied(revision.rev, revision.delta, update or self.document.last_update,
                                revision.client, revision.ref)
 
-    def _revision_applied(self, revision: Revision, event: RevisionApplied,
-                          origin: Member | None) -> None:
-        self._move_cursors(revision)
+    def _revision_applied(self, event: RevisionApplied, origin: Member | None) -> None:
+        self._move_cursors(event.delta)
         self.emit(event, origin)
 
     # --- presence ------------------------------------------------------------------------------
@@ -267,10 +264,10 @@ class Room:
             member.name = name
             self.emit(PresenceChanged(member.id, name, self.cursors.get(member.id)), member)
 
-    def _move_cursors(self, revision: Revision) -> None:
+    def _move_cursors(self, delta: Delta) -> None:
         for cid, cursor in self.cursors.items():
             if cursor is not None:
-                self.cursors[cid] = transform_cursor(cursor, revision.delta)
+                self.cursors[cid] = transform_cursor(cursor, delta)
 
     def recover_from_refused_save(self) -> str | None:
         """The database refused the note's state: change what can be changed without losing an
