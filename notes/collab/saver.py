@@ -124,11 +124,10 @@ class Saver:
                 return
             except asyncio.CancelledError:
                 raise
-            except SaveRejected:
-                await asyncio.sleep(delay)  # what could be undone was; logged by _recover
-                delay = min(delay * 2, self.retry_max)
-            except Exception:
-                log.exception("saving note %s failed; retrying in %.1fs", room.note_id, delay)
+            except Exception as error:
+                if not isinstance(error, SaveRejected):  # (a refusal was logged by _recover)
+                    log.exception("saving note %s failed; retrying in %.1fs", room.note_id,
+                                  delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
 
