@@ -24,12 +24,19 @@ from live_helpers import wait_converged as wait_json_converged
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect as ws_connect
 from yjs_node import NodeYjsClient, wait_converged, yjs_clients
-from yjs_py import PyYjsClient, RawYjs, awareness_frame, sync_frame, yjs_url
+from yjs_py import PyYjsClient, RawYjs, yjs_url
 
 from notes.client import LiveClient
 from notes.collab.awareness import Awareness, BadAwareness
 from notes.collab.lib0 import write_string, write_uint
-from notes.collab.yjs import MESSAGE_AWARENESS, MESSAGE_SYNC, SYNC_STEP1, SYNC_UPDATE
+from notes.collab.yjs import (
+    MESSAGE_AWARENESS,
+    MESSAGE_SYNC,
+    SYNC_STEP1,
+    SYNC_UPDATE,
+    awareness_message,
+    sync_message,
+)
 
 ALPHABET = ["a", "b", "é", "漢", "😀", " ", "\n"]
 
@@ -342,9 +349,9 @@ async def test_unknown_and_deleted_notes_close_yjs_sockets_with_4404(server, aht
     (b"\x00\x02\x03\x01\x02\x03", "an undecodable update"),
     (b"\x00\x00\x02\xff\xff", "an undecodable state vector"),
     (b"\x01\x04\x01\x01\x01\x05", "a truncated awareness update"),
-    (awareness_frame(write_uint(1) + write_uint(5) + write_uint(1) + write_string("{no")),
+    (awareness_message(write_uint(1) + write_uint(5) + write_uint(1) + write_string("{no")),
      "an awareness state that is not JSON"),
-    (awareness_frame(write_uint(1) + write_uint(5) + write_uint(1)
+    (awareness_message(write_uint(1) + write_uint(5) + write_uint(1)
                      + write_string("[" * 5000 + "]" * 5000)), "deeply nested awareness"),
     (b"\x00\x02\x02\x00\x00\x00", "bytes after the message"),
 ])
@@ -382,13 +389,13 @@ async def test_an_update_with_nul_or_past_the_length_limit_is_refused(database_u
             note_id = await create_note(client, content="x" * 40)
             for text, code in (("a\x00b", 4400), ("y" * 11, 4413)):
                 raw = await (await RawYjs.open(server.ws_url, note_id)).handshake()
-                await raw.send(sync_frame(SYNC_UPDATE, update_inserting(text,
+                await raw.send(sync_message(SYNC_UPDATE, update_inserting(text,
                                                                         raw.doc.get_update())))
                 closed_code, reason = await raw.closed()
                 assert closed_code == code, (text, closed_code, reason)
             # What fits is applied.
             raw = await (await RawYjs.open(server.ws_url, note_id)).handshake()
-            await raw.send(sync_frame(SYNC_UPDATE,
+            await raw.send(sync_message(SYNC_UPDATE,
                                       update_inserting("z" * 10, raw.doc.get_update())))
             note = await wait_content_rest(client, note_id, "z" * 10 + "x" * 40)
             assert note["content"] == "z" * 10 + "x" * 40
@@ -413,7 +420,7 @@ async def test_a_frame_over_the_size_limit_closes_1009(database_url):
         async with httpx.AsyncClient(base_url=server.url) as client:
             note_id = await create_note(client)
         raw = await (await RawYjs.open(server.ws_url, note_id)).handshake()
-        await raw.send(sync_frame(SYNC_UPDATE, update_inserting("x" * 2000)))
+        await raw.send(sync_message(SYNC_UPDATE, update_inserting("x" * 2000)))
         assert (await raw.closed())[0] == 1009
     finally:
         server.stop()

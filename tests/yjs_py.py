@@ -17,22 +17,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from notes.collab.lib0 import Reader, write_bytes
-from notes.collab.yjs import (
-    MESSAGE_AWARENESS,
-    MESSAGE_SYNC,
-    SYNC_STEP1,
-    SYNC_STEP2,
-    SYNC_UPDATE,
-)
-
-
-def sync_frame(step: int, payload: bytes) -> bytes:
-    return bytes((MESSAGE_SYNC, step)) + write_bytes(payload)
-
-
-def awareness_frame(update: bytes) -> bytes:
-    return bytes((MESSAGE_AWARENESS,)) + write_bytes(update)
+from notes.collab.lib0 import Reader
+from notes.collab.yjs import MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, sync_message
 
 
 def yjs_url(ws_base: str, note_id: object, **params: str) -> str:
@@ -113,11 +99,11 @@ class RawYjs:
 
     async def handshake(self) -> RawYjs:
         """Answer the server's step 1, send ours, wait for its step 2: the document is here."""
-        await self.ws.send(sync_frame(SYNC_STEP1, b"\x00"))
+        await self.ws.send(sync_message(SYNC_STEP1, b"\x00"))
         while True:
             kind, step, payload = await self.recv()
             if kind == MESSAGE_SYNC and step == SYNC_STEP1:
-                await self.ws.send(sync_frame(SYNC_STEP2, self.doc.get_update(payload)))
+                await self.ws.send(sync_message(SYNC_STEP2, self.doc.get_update(payload)))
             elif kind == MESSAGE_SYNC and step == SYNC_STEP2:
                 return self
 

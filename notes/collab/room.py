@@ -252,9 +252,7 @@ class Room:
         """A Yjs awareness update from ``member``: relayed to the Yjs members; a new
         ``user.name`` renames the member for JSON clients."""
         changed = self.awareness.apply(update, member.id)
-        expired = self.awareness.expire()
-        if expired is not None:
-            self.emit(AwarenessChanged(expired, None))
+        self.expire_awareness()
         if changed is None:
             return
         # Echoed to the sender too: y-websocket clients count it as a sign of life.
@@ -263,6 +261,12 @@ class Room:
         if name and name != member.name:
             member.name = name
             self.emit(PresenceChanged(member.id, name, self.cursors.get(member.id)), member)
+
+    def expire_awareness(self) -> None:
+        """Drop the awareness states nobody renewed in time, and say so to the Yjs members."""
+        expired = self.awareness.expire()
+        if expired is not None:
+            self.emit(AwarenessChanged(expired, None))
 
     def _move_cursors(self, delta: Delta) -> None:
         for cid, cursor in self.cursors.items():

@@ -72,9 +72,7 @@ class YjsCodec:
 
     def greet(self, room: Room, member: Member, since: int | None) -> Iterable[bytes]:
         frames = [sync_message(SYNC_STEP1, room.document.state_vector())]
-        expired = room.awareness.expire()
-        if expired is not None:
-            room.emit(AwarenessChanged(expired, None))
+        room.expire_awareness()  # a newcomer is never told of an expired state
         states = room.awareness.encode_all()
         if states is not None:
             frames.append(awareness_message(states))
