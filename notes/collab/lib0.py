@@ -35,6 +35,18 @@ class Reader:
         self.data = data
         self.pos = pos
 
+    def byte(self) -> int:
+        if self.pos >= len(self.data):
+            raise DecodeError("truncated: the data ends early")
+        value = self.data[self.pos]
+        self.pos += 1
+        return value
+
+    def skip(self, size: int) -> None:
+        if self.pos + size > len(self.data):
+            raise DecodeError("truncated: a value runs past the end")
+        self.pos += size
+
     def uint(self) -> int:
         value = shift = 0
         for _ in range(MAX_UINT_BYTES):

@@ -59,7 +59,7 @@ def utf16_length(text: str) -> int:
 
 def _read_struct(reader: Reader, client: int, clock: int, contents: UpdateContents) -> int:
     """Read one struct; its length in clock units."""
-    info = _byte(reader)
+    info = reader.byte()
     kind = info & 0x1F
     if kind in (_GC, _SKIP):
         return reader.uint()
@@ -114,20 +114,6 @@ def _read_content(reader: Reader, kind: int, item: ID, contents: UpdateContents)
     raise DecodeError(f"unknown item content {kind}")
 
 
-def _byte(reader: Reader) -> int:
-    if reader.pos >= len(reader.data):
-        raise DecodeError("truncated: a struct runs past the end")
-    value = reader.data[reader.pos]
-    reader.pos += 1
-    return value
-
-
-def _skip(reader: Reader, size: int) -> None:
-    if reader.pos + size > len(reader.data):
-        raise DecodeError("truncated: a value runs past the end")
-    reader.pos += size
-
-
 _MAX_ANY_DEPTH = 64
 
 
@@ -135,14 +121,14 @@ def _skip_any(reader: Reader, depth: int = 0) -> None:
     """Skip one lib0 ``any`` value (tags 127 down to 116)."""
     if depth > _MAX_ANY_DEPTH:
         raise DecodeError("a value is nested too deeply")
-    tag = _byte(reader)
+    tag = reader.byte()
     if tag in (127, 126, 121, 120):  # undefined, null, false, true
         return
     if tag == 125:  # varInt: continuation in bit 8 of every byte
-        while _byte(reader) & 0x80:
+        while reader.byte() & 0x80:
             pass
     elif tag in (124, 123, 122):  # float32, float64, bigint64
-        _skip(reader, struct.calcsize({124: ">f", 123: ">d", 122: ">q"}[tag]))
+        reader.skip(struct.calcsize({124: ">f", 123: ">d", 122: ">q"}[tag]))
     elif tag == 119:
         reader.string()
     elif tag == 118:  # object: key, value pairs
