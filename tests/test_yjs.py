@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import random
 import socket
+import time
 
 import httpx
 import pytest
@@ -50,6 +51,22 @@ async def joined(client: NodeYjsClient, server: ServerProcess, note_id: str,
     await client.connect(yurl(server), note_id, params=params or None)
     await client.wait_synced()
     return client
+
+
+async def until(read, check, what: str, timeout: float = 10.0):
+    """Poll the coroutine function ``read`` until ``check`` holds for its value; the value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await read()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last {value!r}")
+        await asyncio.sleep(0.02)
+
+
+async def get_note(client: httpx.AsyncClient, note_id: str) -> dict:
+    return (await client.get(f"/notes/{note_id}")).json()
 
 
 def utf16(text: str) -> int:
@@ -131,23 +148,15 @@ async def test_titles_are_shared_between_yjs_json_and_rest(server, ahttp):
         await joined(js, server, note_id)
         assert (await js.text())["title"] == "first"
         await json_client.send({"type": "title", "title": "from json 漢"})
-        await wait_title(js, "from json 漢")
+        await until(js.text, lambda t: t["title"] == "from json 漢", "the JSON title")
         await js.insert(0, "Yjs: ", type="title")
         message = await json_client.next("title")
         assert message["title"] == "Yjs: from json 漢"
         assert (await ahttp.get(f"/notes/{note_id}")).json()["title"] == "Yjs: from json 漢"
         assert (await ahttp.patch(f"/notes/{note_id}", json={"title": "REST"})).status_code == 200
-        await wait_title(js, "REST")
+        await until(js.text, lambda t: t["title"] == "REST", "the REST title")
         assert (await json_client.next("title"))["title"] == "REST"
     await json_client.close()
-
-
-async def wait_title(client: NodeYjsClient, title: str) -> None:
-    for _ in range(500):
-        if (await client.text())["title"] == title:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"the title never became {title!r}: {await client.text()}")
 
 
 async def test_a_title_made_too_long_by_yjs_is_cut_for_everyone(server, ahttp):
@@ -156,7 +165,7 @@ async def test_a_title_made_too_long_by_yjs_is_cut_for_everyone(server, ahttp):
     async with NodeYjsClient("js") as js:
         await joined(js, server, note_id)
         await js.insert(1, "x" * 300, type="title")
-        await wait_title(js, ("t" + "x" * 300)[:200])
+        await until(js.text, lambda t: t["title"] == ("t" + "x" * 300)[:200], "the cut title")
         assert (await json_client.next("title"))["title"] == ("t" + "x" * 300)[:200]
     assert len((await ahttp.get(f"/notes/{note_id}")).json()["title"]) == 200
     await json_client.close()
@@ -221,8 +230,8 @@ async def test_awareness_is_relayed_and_yjs_peers_show_up_for_json_clients(serve
         presence = await json_client.next("presence")
         assert presence == {"type": "presence", "client": joined_message["client"],
                             "name": "Ada", "cursor": None}
-        await wait_for_states(bob, lambda states: any(
-            s.get("user", {}).get("name") == "Ada" for s in states.values()))
+        await until(bob.awareness_states, lambda states: any(
+            s.get("user", {}).get("name") == "Ada" for s in states.values()), "Ada's state")
         states = await bob.awareness_states()
         assert {"name": "Ada", "color": "#f80"} in [s.get("user") for s in states.values()]
         # A JSON client that connects now sees the Yjs peers with their names.
@@ -233,17 +242,9 @@ async def test_awareness_is_relayed_and_yjs_peers_show_up_for_json_clients(serve
         # Leaving: the JSON client gets leave, the other Yjs client loses the state.
         await ada.destroy()
         assert (await json_client.next("leave"))["client"] == joined_message["client"]
-        await wait_for_states(bob, lambda states: not any(
-            s.get("user", {}).get("name") == "Ada" for s in states.values()))
+        await until(bob.awareness_states, lambda states: not any(
+            s.get("user", {}).get("name") == "Ada" for s in states.values()), "Ada's state gone")
     await json_client.close()
-
-
-async def wait_for_states(client: NodeYjsClient, predicate, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate(await client.awareness_states()):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"awareness never matched: {await client.awareness_states()}")
 
 
 async def test_a_newcomer_gets_the_awareness_states_and_can_query_them(server, ahttp):
@@ -397,20 +398,12 @@ async def test_an_update_with_nul_or_past_the_length_limit_is_refused(database_u
             raw = await (await RawYjs.open(server.ws_url, note_id)).handshake()
             await raw.send(sync_message(SYNC_UPDATE,
                                       update_inserting("z" * 10, raw.doc.get_update())))
-            note = await wait_content_rest(client, note_id, "z" * 10 + "x" * 40)
+            note = await until(lambda: get_note(client, note_id),
+                               lambda note: note["content"] == "z" * 10 + "x" * 40, "the fit")
             assert note["content"] == "z" * 10 + "x" * 40
             await raw.close()
     finally:
         server.stop()
-
-
-async def wait_content_rest(client: httpx.AsyncClient, note_id: str, expected: str) -> dict:
-    for _ in range(250):
-        note = (await client.get(f"/notes/{note_id}")).json()
-        if note["content"] == expected:
-            return note
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"content never became {expected!r}: {note['content']!r}")
 
 
 async def test_a_frame_over_the_size_limit_closes_1009(database_url):
@@ -448,20 +441,12 @@ async def test_an_edit_splitting_a_surrogate_pair_is_refused_and_everyone_else_c
         # Nobody else saw either change; the room goes on.
         await other.insert(4, "!")
         await other.wait_content("a😀b!")
-        await wait_for_json(json_client, "a😀b!")
+        await json_client.wait_for(lambda: json_client.text == "a😀b!")
         late = await joined(await new_client("late"), server, note_id)
         assert await late.content() == "a😀b!"
     row = await db.wait_row(note_id, lambda r: r.content == "a😀b!", 10, "the save")
     assert yjs_text(row.yjs_state) == "a😀b!"
     await json_client.close()
-
-
-async def wait_for_json(client: LiveClient, expected: str) -> None:
-    for _ in range(500):
-        if client.text == expected:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{client.text!r} != {expected!r}")
 
 
 async def test_a_lone_surrogate_from_javascript_arrives_as_the_replacement_character(
@@ -473,7 +458,7 @@ async def test_a_lone_surrogate_from_javascript_arrives_as_the_replacement_chara
         other = await joined(await new_client("other"), server, note_id)
         await typist.insert(1, "\ud83d")  # half an emoji: lib0 encodes it as U+FFFD
         await other.wait_content("a\ufffdb")
-        await wait_for_json(json_client, "a\ufffdb")
+        await json_client.wait_for(lambda: json_client.text == "a\ufffdb")
         assert (await ahttp.get(f"/notes/{note_id}")).json()["content"] == "a\ufffdb"
         assert typist.closes == []
     await json_client.close()
