@@ -16,6 +16,7 @@ from notes.http.openapi_docs import configure_docs, openapi
 from notes.http.problems import handle_exception
 from notes.http.site import STATIC_DIR
 from notes.store.database import make_engine
+from notes.store.fanout import PostgresFanout
 from notes.store.queries import NoteStore
 from notes.use_cases import NoteLimits
 
@@ -97,11 +98,15 @@ async def _open_resources(app: Sanic) -> None:
             debounce=settings.save_debounce,
             max_wait=settings.save_max_wait,
         ),
+        fanout=PostgresFanout(app.ctx.store, settings.database_url),
+        durable=settings.durability == "log",
     )
+    await app.ctx.hub.start()
 
 
 async def _flush_and_close(app: Sanic) -> None:
-    """Sanic has cancelled the save tasks by now; the dirty state is on the rooms, so save it."""
+    """Sanic has cancelled the save and journal tasks by now; the journal's queue and the dirty
+    state are on the hub and its rooms, so write them."""
     unsaved = await app.ctx.hub.shutdown()
     if unsaved:
         log.error("%d notes could not be saved before shutdown", unsaved)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 from sqlalchemy import text
 
@@ -71,22 +72,36 @@ def migrated_database(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgre
 
 
 def serve(settings: Settings, workers: int) -> int:
-    if workers != 1:
-        print("notes serve runs one worker: live documents live in one process until "
-              "cross-process fan-out (PostgreSQL LISTEN/NOTIFY) exists.", file=sys.stderr)
+    """Serve on one process, or on ``workers`` worker processes (Sanic's worker manager).
+
+    The main process starts (and stops) the embedded PostgreSQL and migrates it once; every
+    worker builds its own app on that database and meets the others through it.
+    """
+    if workers < 1:
+        print("notes: --workers must be at least 1", file=sys.stderr)
         return 2
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
     from notes.app import create_app
 
     with migrated_database(settings) as (url, embedded):
-        app = create_app(replace(settings, database_url=url))
+        loader = AppLoader(factory=partial(create_app, replace(settings, database_url=url)))
+        app = loader.load()
         where = f"http://{settings.host}:{settings.port}"
         kind = f"embedded PostgreSQL in {settings.data_dir}" if embedded else "NOTES_DATABASE_URL"
         print(f"notes listening on {where}", flush=True)
         print(f"  editor:   {where}/", flush=True)
         print(f"  API docs: {where}/docs", flush=True)
         print(f"  database: {kind} ({_describe(url)})", flush=True)
-        app.run(host=settings.host, port=settings.port, single_process=True,
-                access_log=settings.access_log, motd=False)
+        print(f"  workers:  {workers}, durability: {settings.durability}", flush=True)
+        if workers == 1:
+            app.run(host=settings.host, port=settings.port, single_process=True,
+                    access_log=settings.access_log, motd=False)
+        else:
+            app.prepare(host=settings.host, port=settings.port, workers=workers,
+                        access_log=settings.access_log, motd=False)
+            Sanic.serve(primary=app, app_loader=loader)
     return 0
 
 

@@ -62,6 +62,7 @@ class ClientState:
         self.session = session or secrets.token_hex(6)
         self._counter = 0
         self.client_id: str | None = None
+        self.epoch: str | None = None  # whose revision numbers ``rev`` counts in
         self.rev: int | None = None
         self.server_text = ""
         self.text = ""
@@ -117,10 +118,14 @@ class ClientState:
     def on_ack(self, msg: dict) -> dict | None:
         """Our awaiting edit became revision ``msg["rev"]``: send the buffer next.
 
-        An ack that does not match the awaiting edit's ref is ignored.
+        An ack that does not match the awaiting edit's ref is ignored. An ack at a revision we
+        already have is the server recognising an edit it had applied before (it was resent
+        after a reconnect, and the new server text holds it): the local copy is undone.
         """
         if self.awaiting is None or msg.get("ref") != self.awaiting[0]:
             return None
+        if self.rev is not None and msg["rev"] <= self.rev:
+            return self._drop_awaiting()
         self.server_text = apply_delta(self.server_text, self.awaiting[1])
         self.rev = msg["rev"]
         self.awaiting = None
@@ -155,6 +160,11 @@ class ClientState:
         """If the server rejected our awaiting edit, undo it locally and send the buffer instead."""
         if self.awaiting is None or msg.get("ref") != self.awaiting[0]:
             return None
+        return self._drop_awaiting()
+
+    def _drop_awaiting(self) -> dict | None:
+        """Undo the awaiting edit locally (keeping the buffer) and send the buffer instead."""
+        assert self.awaiting is not None
         undo = invert(self.awaiting[1], self.server_text)
         self.awaiting = None
         if self.buffer is not None:
@@ -168,15 +178,21 @@ class ClientState:
     def on_hello(self, msg: dict) -> list[dict]:
         """Start (first hello) or resume (after a reconnect); return the messages to send."""
         self.client_id = msg["client"]
+        resumed = "missed" in msg and msg.get("since") == self.rev and self.epoch is not None
+        self.epoch = msg.get("epoch")
         if self.rev is None:
             self.rev = msg["rev"]
             self.server_text = self.text = msg["content"]
             return []
-        if "missed" in msg and msg.get("since") == self.rev:
+        if resumed:
             self._replay(msg["missed"])
         if self.rev != msg["rev"] or self.server_text != msg["content"]:
-            self._rebase_after_reconnect(msg["rev"], msg["content"])
-        message = self.edit_message()
+            # Another process, or the history does not reach back: rebase by diff. The awaiting
+            # edit is resent with its ref; if the server had stored it, the server's duplicate
+            # ack (at a revision we have) undoes the local copy.
+            message = self._rebase(msg["rev"], msg["content"])
+        else:
+            message = self.edit_message() if self.awaiting is not None else self._send_buffer()
         return [message] if message else []
 
     def _replay(self, missed: list[dict]) -> None:
@@ -186,29 +202,12 @@ class ClientState:
             else:
                 self.on_remote_edit(entry)
 
-    def _rebase_after_reconnect(self, rev: int, content: str) -> None:
-        """Rebase onto ``content`` when the server could not say what we missed.
-
-        The awaiting edit may or may not have been applied before the connection dropped. If the
-        new content is exactly the old server text with it applied, take that as its ack rather
-        than applying it twice; otherwise it is resent.
-        """
-        if self.awaiting is not None:
-            ref, delta = self.awaiting
-            if apply_delta(self.server_text, delta) == content:
-                self.on_ack({"rev": rev, "ref": ref})
-                return
-        self._rebase(rev, content)
-
     def _rebase(self, rev: int, content: str) -> dict | None:
-        """Rebase every pending local edit onto ``content`` at ``rev`` (by diffing server texts)."""
-        pending = self.pending
-        change = diff(self.server_text, content)
-        rebased = transform(pending, change, a_first=False)
-        self.rev, self.server_text = rev, content
-        self.awaiting = self.buffer = None
-        self.text = apply_delta(content, rebased)
-        return self._await(rebased) if rebased else None
+        """Rebase the pending local edits onto ``content`` at ``rev``: the diff of the server
+        texts is taken in as a remote edit. The awaiting edit keeps its ref; the message to
+        send (it again, else the buffer) is returned."""
+        self.on_remote_edit({"rev": rev, "delta": diff(self.server_text, content)})
+        return self.edit_message() if self.awaiting is not None else self._send_buffer()
 
 
 class LiveClosed(ConnectionError):
@@ -219,10 +218,15 @@ class LiveClosed(ConnectionError):
         self.code = code
 
 
-def _live_url(base_url: str, note_id: object, name: str, since: int | None) -> str:
+def _live_url(base_url: str, note_id: object, name: str, since: int | None,
+              epoch: str | None = None) -> str:
     scheme, netloc, path, _, _ = urlsplit(base_url)
     scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
-    query = {"name": name} if since is None else {"name": name, "since": since}
+    query: dict[str, object] = {"name": name}
+    if since is not None:
+        query["since"] = since
+        if epoch is not None:
+            query["epoch"] = epoch
     path = f"{path.rstrip('/')}/notes/{note_id}/live"
     return urlunsplit((scheme, netloc, path, urlencode(query), ""))
 
@@ -329,7 +333,8 @@ class LiveClient:
     # --- connection ---------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        url = _live_url(self.base_url, self.note_id, self.name, self.state.rev)
+        url = _live_url(self.base_url, self.note_id, self.name, self.state.rev,
+                        self.state.epoch)
         ws = await ws_connect(url, max_size=2**26, proxy=None)
         try:
             hello = json.loads(await ws.recv())

@@ -29,6 +29,10 @@ class Settings:
     ws_ping_timeout: float = 20.0
     ws_queue_size: int = 1000  # outgoing messages buffered per connection (close 1013 above)
     access_log: bool = False
+    # "log": an acknowledged edit is in PostgreSQL (the update log, group commit). "debounce":
+    # acknowledged at once and stored by the debounced save: fewest writes, but a crash loses up
+    # to save_max_wait seconds of edits.
+    durability: str = "log"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -39,7 +43,14 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[field.name] = _parse(field.type, raw, field.name)
-        return replace(cls(**values), **overrides)
+        settings = replace(cls(**values), **overrides)
+        if settings.durability not in DURABILITY:
+            raise ValueError(f"NOTES_DURABILITY={settings.durability!r} is not one of "
+                             + ", ".join(DURABILITY))
+        return settings
+
+
+DURABILITY = ("log", "debounce")
 
 
 def _parse(kind: object, raw: str, name: str) -> object:

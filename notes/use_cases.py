@@ -180,9 +180,11 @@ async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list) -
         raise NoteNotFound(note_id)
     try:
         try:
-            return room.apply_edit(rev, delta)
+            revision = room.apply_edit(rev, delta)
         except StaleRevision as stale:
             raise EditTooOld(room.rev, room.content) from stale
+        await room.stored()  # answered once stored (NOTES_DURABILITY=log)
+        return revision
     finally:
         await hub.release(room)
 

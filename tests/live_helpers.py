@@ -66,7 +66,7 @@ class Db:
 
     async def row(self, note_id: object) -> Any:
         statement = text(
-            "SELECT title, content, rev, version, yjs_state, history, updated_at FROM notes"
+            "SELECT title, content, rev, version, yjs_state, refs, updated_at FROM notes"
             " WHERE id = :id"
         )
         async with self.engine.connect() as connection:

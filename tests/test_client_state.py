@@ -25,10 +25,11 @@ class Server:
         self.outboxes: dict[int, deque[dict]] = {}
         self.errors: list[dict] = []
 
-    def connect(self, cid: int, since: int | None = None) -> None:
-        hello = {"type": "hello", "client": f"c{cid}", "rev": self.doc.rev,
-                 "content": self.doc.text, "title": "", "peers": []}
-        revisions = self.doc.revisions_since(since) if since is not None else None
+    def connect(self, cid: int, since: int | None = None, epoch: str | None = None) -> None:
+        hello = {"type": "hello", "client": f"c{cid}", "epoch": self.doc.epoch,
+                 "rev": self.doc.rev, "content": self.doc.text, "title": "", "peers": []}
+        revisions = (self.doc.revisions_since(since)
+                     if since is not None and epoch == self.doc.epoch else None)
         if revisions is not None:
             hello["since"] = since
             hello["missed"] = [{"rev": r.rev, "delta": r.delta, "client": r.client, "ref": r.ref}
@@ -118,7 +119,7 @@ class Peer:
         self.to_server.clear()
         self.connected = False
         self.server.disconnect(self.cid)
-        self.server.connect(self.cid, since=self.state.rev)
+        self.server.connect(self.cid, since=self.state.rev, epoch=self.state.epoch)
 
 
 def drain(peers: list[Peer]) -> None:
@@ -379,11 +380,34 @@ def test_reconnect_after_a_restart_does_not_apply_the_awaiting_edit_twice() -> N
     a.deliver_to_server()  # applied; the server then restarts and the ack is lost
     a.edit(a.state.insert(0, "é"))
     doc = server.doc
+    # The restarted server (or another process) loads the stored state and the stored refs.
     server.doc = LiveDocument(state=doc.encode_state(), rev=doc.rev)
+    server.doc.remember_refs([r.ref for r in doc.recent_revisions(10) if r.ref])
     a.drop()
     assert "missed" not in a.from_server[0]
     drain([a])
     assert server.doc.text == "é漢字😀"
+    assert_converged(server, [a])
+
+
+def test_reconnect_to_another_numbering_with_the_same_rev_rebases() -> None:
+    # Another process's document happens to stand at the client's revision, with other text:
+    # its `since` is not taken for that process's (no `missed`); the client rebases.
+    server = Server(LiveDocument(content="héllo"))
+    (a,) = connected_peers(server, 1)
+    a.edit(a.state.insert(5, "!"))
+    a.deliver_to_server()
+    a.deliver_from_server()
+    a.edit(a.state.insert(0, "é"))
+    other = LiveDocument(content="héllo!")
+    other.apply_edit(0, [{"insert": "漢"}])
+    assert other.rev == a.state.rev
+    other.remember_refs([r.ref for r in server.doc.recent_revisions(10) if r.ref])
+    server.doc = other
+    a.drop()
+    assert "missed" not in a.from_server[0]
+    drain([a])
+    assert server.doc.text == "漢éhéllo!"  # the server's insert goes first at one position
     assert_converged(server, [a])
 
 

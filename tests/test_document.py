@@ -121,12 +121,23 @@ def test_only_string_refs_are_deduplicated() -> None:
     assert doc.text == "😀😀" + SAMPLE
 
 
-def test_a_ref_before_the_base_is_not_a_duplicate() -> None:
+def test_a_ref_resent_on_a_later_base_is_a_duplicate() -> None:
+    # A client that reconnected rebases its awaiting edit onto the new text and resends it
+    # with the same ref: recognised, not applied twice.
     doc = LiveDocument(content=SAMPLE)
-    doc.apply_edit(0, [{"insert": "é"}], ref="s:1")
-    _, duplicate = doc.apply_edit(1, [{"insert": "é"}], ref="s:1")
-    assert not duplicate
-    assert doc.rev == 2
+    first, _ = doc.apply_edit(0, [{"insert": "é"}], ref="s:1")
+    again, duplicate = doc.apply_edit(1, [{"insert": "é"}], ref="s:1")
+    assert duplicate and again == first
+    assert doc.rev == 1 and doc.text == "é" + SAMPLE
+
+
+def test_a_ref_stored_elsewhere_is_a_duplicate_at_the_current_revision() -> None:
+    doc = LiveDocument(content=SAMPLE)
+    doc.apply_edit(0, [{"insert": "漢"}], ref="t:1")
+    doc.remember_refs(["s:1"])
+    again, duplicate = doc.apply_edit(1, [{"insert": "é"}], ref="s:1")
+    assert duplicate and again.rev == 1 and again.delta == []
+    assert doc.text == "漢" + SAMPLE
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,6 @@ class Row:
     content: str
     rev: int = 0
     yjs_state: bytes | None = None
-    history: list | None = None
 
 
 @dataclass
@@ -64,9 +63,9 @@ class FakeStore:
         if row is None:
             return None
         note = SimpleNamespace(title=row.title, content=row.content, rev=row.rev)
-        return SimpleNamespace(note=note, yjs_state=row.yjs_state, history=row.history)
+        return SimpleNamespace(note=note, yjs_state=row.yjs_state, log=[], refs=[])
 
-    async def save(self, note_id, *, title, content, rev, yjs_state, history):
+    async def save(self, note_id, *, rev, merge):
         loop = asyncio.get_running_loop()
         self.attempts.append(loop.time())
         if self.gate is not None:
@@ -79,8 +78,9 @@ class FakeStore:
         row = self.rows.get(note_id)
         if row is None:
             return None
-        row.title, row.content, row.rev = title, content, rev
-        row.yjs_state, row.history = yjs_state, history
+        row.yjs_state, row.content, row.title = merge(row.yjs_state, row.content, row.title, [])
+        row.rev = rev
+        content = row.content
         self.saves.append(Save(loop.time(), note_id, rev, content))
         return row
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -56,11 +57,19 @@ def test_dockerfile_installs_and_serves():
         assert re.search(rf"^COPY .*\b{re.escape(copied)}\b", dockerfile, re.M), copied
 
 
-def test_workers_other_than_one_are_refused():
-    result = subprocess.run([sys.executable, "-m", "notes", "serve", "--workers", "2"],
+def test_fewer_than_one_worker_is_refused():
+    result = subprocess.run([sys.executable, "-m", "notes", "serve", "--workers", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "one worker" in result.stderr
+    assert "at least 1" in result.stderr
+
+
+def test_an_unknown_durability_is_refused():
+    env = {**os.environ, "NOTES_DURABILITY": "sometimes"}
+    result = subprocess.run([sys.executable, "-m", "notes", "serve"], capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert "NOTES_DURABILITY" in result.stderr and "log, debounce" in result.stderr
 
 
 def test_unreachable_database_url_is_a_clear_error(tmp_path):

@@ -171,7 +171,7 @@ async def test_last_client_leaving_flushes_at_once_and_unloads(lazy_saver, db):
             # Unloaded: a change made behind the server's back shows through GET and a new
             # connection, which would not happen while the live document is in memory.
             behind = f"changed in SQL {round_}"
-            await db.execute("UPDATE notes SET content = :c, yjs_state = NULL, history = NULL"
+            await db.execute("UPDATE notes SET content = :c, yjs_state = NULL"
                              " WHERE id = :id", c=behind, id=note_id)
 
             async def content(note: str = note_id) -> str:

@@ -13,20 +13,22 @@ The document holds two shared types: the ``Text`` named ``content`` and the ``Te
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
 from collections import deque
 from dataclasses import dataclass
 
-from pycrdt import Doc, Text, TextEvent, TransactionEvent
+from pycrdt import Doc, Text, TextEvent, TransactionEvent, get_state, merge_updates
 
 from notes.collab import delta as deltas
 from notes.collab.delta import Delta, DeltaError
-from notes.collab.lib0 import DecodeError
+from notes.collab.lib0 import DecodeError, Reader
 from notes.collab.yupdate import SurrogatePairs, UpdateContents, read_update
 
 TEXT_NAME = "content"
 TITLE_NAME = "title"
 EMPTY_UPDATE = b"\x00\x00"
+KNOWN_REFS = 10_000  # client refs remembered beyond the kept revisions
 
 
 class EditRejected(Exception):
@@ -123,7 +125,6 @@ class LiveDocument:
         state: bytes | None = None,
         history_limit: int = 2000,
         max_length: int = 1_000_000,
-        history: list[Revision] | None = None,
         load_client_id: int | None = None,
     ) -> None:
         """The document of ``state`` (a Yjs update), holding ``content`` and ``title``.
@@ -133,7 +134,7 @@ class LiveDocument:
         makes the same Yjs items, so a Yjs client that saw the first load gets no duplicate
         from the second, and loading needs no write. ``content`` or ``title`` None: the state's.
         """
-        self._doc, content_written = _load(state, content, title, load_client_id)
+        self._doc, _ = _load(state, content, title, load_client_id)
         self._ytext: Text = self._doc.get(TEXT_NAME, type=Text)
         self._text = str(self._ytext)
         self._ytitle: Text = self._doc.get(TITLE_NAME, type=Text)
@@ -144,11 +145,14 @@ class LiveDocument:
             # (Deleted characters need no entry: their content is gone, split or not.)
             self._pairs.add(read_update(self._doc.get_update()))
         self._rev = rev
+        # Revision numbers are this document's own: ``epoch`` names the numbering, so that a
+        # client's ``since`` from another process (or an earlier load) is never taken for ours.
+        self.epoch = secrets.token_hex(6)
         self._history: deque[Revision] = deque(maxlen=history_limit)
+        # String refs of the edits applied here or stored anywhere (the log): a resent edit is
+        # recognised by its ref. ref -> its revision here (None: applied elsewhere).
+        self._refs: dict[str, int | None] = {}
         self.max_length = max_length
-        # The kept revisions lead to the state's text, not to a content written over it.
-        if history and not content_written and _consecutive_up_to(history, rev):
-            self._history.extend(history)
         # Every transaction that changes the document counts (``changes``) and leaves its update
         # (``last_update``: what Yjs clients are sent for a change made here).
         self.changes = 0
@@ -254,10 +258,8 @@ class LiveDocument:
             raise BadDelta(str(error)) from None
         self._check_base(base_rev)
         later = self._after(base_rev)
-        if isinstance(ref, str):
-            for revision in later:
-                if revision.ref == ref:
-                    return revision, True
+        if isinstance(ref, str) and ref in self._refs:
+            return self._original(ref), True
         base_text_length = len(self._text) - sum(deltas.length_change(r.delta) for r in later)
         reach = deltas.base_length(ops)
         if reach > base_text_length:
@@ -298,7 +300,35 @@ class LiveDocument:
         self._rev += 1
         revision = Revision(self._rev, delta, client, ref)
         self._history.append(revision)
+        if isinstance(ref, str):
+            self._remember(ref, self._rev)
         return revision
+
+    # --- refs ---------------------------------------------------------------------------------
+
+    def knows_ref(self, ref: str) -> bool:
+        return ref in self._refs
+
+    def remember_refs(self, refs: list[str]) -> None:
+        """Refs of edits stored by other processes (or before this load): not to apply twice."""
+        for ref in refs:
+            if ref not in self._refs:
+                self._remember(ref, None)
+
+    def _remember(self, ref: str, rev: int | None) -> None:
+        self._refs[ref] = rev
+        if len(self._refs) > KNOWN_REFS + len(self._history):
+            del self._refs[next(iter(self._refs))]
+
+    def _original(self, ref: str) -> Revision:
+        """The revision a known ref was applied as; one at the current revision (and with no
+        delta) when that was elsewhere or is no longer kept."""
+        rev = self._refs[ref]
+        if rev is not None and rev > self._oldest_base():
+            revision = self._history[rev - self._oldest_base() - 1]
+            if revision.ref == ref:
+                return revision
+        return Revision(self._rev, [], None, ref)
 
     def _write(self, target: Text, old: str, delta: Delta) -> None:
         """Apply a code-point delta (fitting ``old``, the target's text) to a byte-indexed Text."""
@@ -317,11 +347,13 @@ class LiveDocument:
 
     # --- Yjs updates from clients -------------------------------------------------------------
 
-    def apply_update(self, update: bytes, *, client: str | None) -> UpdateApplied:
+    def apply_update(self, update: bytes, *, client: str | None,
+                     stored: bool = False) -> UpdateApplied:
         """Apply a Yjs update; its change to the content becomes the next revision.
 
         Refused (``BadUpdate``, ``TooLarge``) with the document unchanged when the update cannot
-        be decoded or would make the content longer than ``max_length`` code points.
+        be decoded or would make the content longer than ``max_length`` code points. A
+        ``stored`` update (from the log, checked by the process that stored it) is not refused.
         """
         if update == EMPTY_UPDATE:
             return UpdateApplied(None, False, False)
@@ -329,7 +361,8 @@ class LiveDocument:
             contents = read_update(update)
         except DecodeError as error:
             raise BadUpdate(f"undecodable update: {error}") from None
-        self._check_update(update, contents)
+        if not stored:
+            self._check_update(update, contents)
         changes = self.changes
         content_events = self._ytext.observe(self._on_content_event)
         title_events = self._ytitle.observe(self._on_title_event)
@@ -500,8 +533,40 @@ def _received_delta(old: str, received: list[list[dict]], new: str) -> Delta:
     return deltas.diff(old, new)
 
 
-def _consecutive_up_to(history: list[Revision], rev: int) -> bool:
-    return all(r.rev == rev - len(history) + 1 + i for i, r in enumerate(history))
+def merge_snapshot(note_id: uuid.UUID, stored_state: bytes | None, content: str, title: str,
+                   updates: list[bytes]) -> tuple[bytes, str, str]:
+    """The snapshot (``stored_state`` holding ``content`` and ``title``, as a load makes it) with
+    ``updates`` merged in: (Yjs state, content, title). Merged into one update first, so their
+    order does not matter."""
+    doc, _ = _load(stored_state, content, title, load_client_id(note_id))
+    if updates:
+        doc.apply_update(merge_updates(*updates) if len(updates) > 1 else updates[0])
+    return (doc.get_update(), str(doc.get(TEXT_NAME, type=Text)),
+            str(doc.get(TITLE_NAME, type=Text)))
+
+
+def missing_update(state: bytes, state_vector: bytes) -> bytes | None:
+    """What a document at ``state_vector`` lacks of the document ``state`` (None: nothing)."""
+    doc = Doc()
+    doc.apply_update(state)
+    update = doc.get_update(state_vector)
+    return None if update == EMPTY_UPDATE else update
+
+
+def covers(state_vector: bytes, update: bytes) -> bool:
+    """Does a document at ``state_vector`` hold everything ``update`` holds?"""
+    have = decode_state_vector(state_vector)
+    return all(have.get(client, 0) >= clock
+               for client, clock in decode_state_vector(get_state(update)).items())
+
+
+def decode_state_vector(state_vector: bytes) -> dict[int, int]:
+    reader = Reader(state_vector)
+    clocks = {}
+    for _ in range(reader.uint()):
+        client = reader.uint()
+        clocks[client] = reader.uint()
+    return clocks
 
 
 def _cursor_fields(cursor: object) -> tuple[int, int]:

@@ -2,6 +2,11 @@
 
 It loads a note into a :class:`Room` when the first socket or REST write needs it, keeps one save
 task per room, and unloads the room (after a final save) when nobody needs it any more.
+
+With a fan-out (``notes.collab.fanout``) the hub is one of many processes serving the same notes:
+every change made here goes through the journal (group commit) into the update log and on to
+the other processes; what they store arrives here and is applied to the open rooms. A load is
+the snapshot plus its log; a save compacts the log into the snapshot.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from notes.collab.document import LiveDocument, Revision, load_client_id
+from pycrdt import merge_updates
+
+from notes.collab.document import LiveDocument, load_client_id, merge_snapshot, missing_update
+from notes.collab.fanout import Fanout, Published
+from notes.collab.journal import Journal, LogEntry, loggable_ref
 from notes.collab.room import Member, Room
 from notes.collab.saver import Saver, TaskRunner
 
@@ -24,12 +33,19 @@ class DocumentStore(Protocol):
     """What the hub needs from persistence (``notes.store.queries.NoteStore`` provides it)."""
 
     async def load_live(self, note_id: uuid.UUID) -> Any:
-        """None, or an object with ``note`` (title, content, rev), ``yjs_state`` and ``history``."""
+        """None, or an object with ``note`` (title, content, rev), ``yjs_state`` (the snapshot),
+        ``log`` (the updates stored since, in order) and ``refs`` (of both)."""
 
-    async def save(self, note_id: uuid.UUID, *, title: str, content: str, rev: int,
-                   yjs_state: bytes | None, history: list | None) -> Any:
-        """Write the note; None when it no longer exists. Raises ``SaveRejected`` when the
-        database refuses this state for good (not for a connection failure)."""
+    async def save(self, note_id: uuid.UUID, *, rev: int, merge: Any) -> Any:
+        """Compact: store ``merge(stored_state, content, title, log)`` (a Yjs state, content and
+        title) as the snapshot and drop the log merged; None when the note no longer exists.
+        Raises ``SaveRejected`` when the database refuses the state for good."""
+
+    async def read_update(self, log_id: int) -> bytes | None:
+        """One log row's update (None: compacted away)."""
+
+    async def ref_stored(self, note_id: uuid.UUID, ref: str) -> bool:
+        """Is an update with this client ref stored?"""
 
 
 class HubClosed(RuntimeError):
@@ -65,17 +81,114 @@ def save_task_name(note_id: uuid.UUID) -> str:
     return f"notes.save:{note_id}"
 
 
+JOURNAL_TASK = "notes.journal"
+RECEIVE_TASK = "notes.fanout"
+
+
 class Hub:
-    def __init__(self, store: DocumentStore, tasks: TaskRunner, limits: HubLimits | None = None):
+    """``fanout`` None: one process alone, saves only (no update log). ``durable`` False
+    (``NOTES_DURABILITY=debounce``): changes still travel to the other processes, but acks do
+    not wait for the log."""
+
+    def __init__(self, store: DocumentStore, tasks: TaskRunner, limits: HubLimits | None = None,
+                 *, fanout: Fanout | None = None, durable: bool = True):
         self.store = store
         self.tasks = tasks
         self.limits = limits or HubLimits()
         self.saver = Saver(store.save, debounce=self.limits.debounce,
                            max_wait=self.limits.max_wait)
+        self.fanout = fanout
+        self.journal = None if fanout is None else Journal(self._publish, durable=durable)
         self.rooms: dict[uuid.UUID, Room] = {}
         self._loading: dict[uuid.UUID, asyncio.Future[Room | None]] = {}
+        self._early: dict[uuid.UUID, list[Published]] = {}  # arrived while the note loaded
+        self._inbox: asyncio.Queue[Published] | None = None
         self._releasing: set[asyncio.Future] = set()  # final saves that outlive their caller
         self.closing = False
+        self.catch_ups = 0
+
+    # --- other processes ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening to the other processes and writing the journal (loop running)."""
+        if self.fanout is None or self.journal is None:
+            return
+        self._inbox = asyncio.Queue()
+        await self.fanout.start(self._inbox.put_nowait, self.catch_up_all)
+        self.tasks.start(JOURNAL_TASK, self.journal.run())
+        self.tasks.start(RECEIVE_TASK, self._receive_all())
+
+    async def _publish(self, entries: list[LogEntry]) -> None:
+        assert self.fanout is not None and self.journal is not None
+        await self.fanout.publish(entries, durable=self.journal.durable)
+
+    def _writer(self, note_id: uuid.UUID):
+        journal = self.journal
+        if journal is None:
+            return None
+        return lambda update, ref: journal.write(LogEntry(note_id, update, loggable_ref(ref)))
+
+    async def _receive_all(self) -> None:
+        assert self._inbox is not None
+        while True:
+            message = await self._inbox.get()
+            try:
+                await self._receive(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("applying an update of note %s from another process failed",
+                              message.note_id)
+
+    async def _receive(self, message: Published) -> None:
+        if message.deleted:
+            await self.note_deleted(message.note_id, announce=False)
+            return
+        early = self._early.get(message.note_id)
+        if early is not None:
+            early.append(message)
+            return
+        room = self.rooms.get(message.note_id)
+        if room is None:
+            return
+        update = message.update
+        if update is None and message.log_id is not None:
+            update = await self.store.read_update(message.log_id)
+        if update is None or not room.apply_stored_update(update, message.ref):
+            await self.catch_up(room)
+
+    async def catch_up(self, room: Room) -> None:
+        """Apply what the log and snapshot hold and the room lacks (after a missed update)."""
+        self.catch_ups += 1
+        stored = await self.store.load_live(room.note_id)
+        if stored is None:
+            await self.note_deleted(room.note_id, announce=False)
+            return
+        note = stored.note
+        state, _, _ = merge_snapshot(room.note_id, stored.yjs_state, note.content, note.title,
+                                     list(stored.log))
+        room.document.remember_refs(list(stored.refs))
+        lacking = missing_update(state, room.document.state_vector())
+        if lacking is not None and not room.apply_stored_update(lacking):
+            log.warning("note %s: the stored state does not apply in full", room.note_id)
+
+    async def catch_up_all(self) -> None:
+        """After the fan-out may have missed updates: catch every open note up from the log."""
+        for room in list(self.rooms.values()):
+            try:
+                await self.catch_up(room)
+            except Exception:
+                log.exception("catching note %s up from the log failed", room.note_id)
+
+    async def recognise_ref(self, room: Room, ref: object) -> None:
+        """Before a client's first edit after it (re)connects: if another process stored an
+        edit with this ref, catch up, so that the resent edit is not applied twice."""
+        ref = loggable_ref(ref)
+        if ref is None or self.journal is None or room.document.knows_ref(ref):
+            return
+        if await self.store.ref_stored(room.note_id, ref):
+            await self.catch_up(room)
+            room.document.remember_refs([ref])
 
     # --- opening and closing rooms --------------------------------------------------------------
 
@@ -112,7 +225,7 @@ class Hub:
             await asyncio.shield(task)
 
     async def connect(self, note_id: uuid.UUID, member: Member,
-                      since: int | None = None) -> Room | None:
+                      since: Any = None) -> Room | None:
         room = await self.acquire(note_id)
         if room is not None:
             room.join(member, since)
@@ -128,12 +241,18 @@ class Hub:
             return await asyncio.shield(pending)
         future: asyncio.Future[Room | None] = asyncio.get_running_loop().create_future()
         self._loading[note_id] = future
+        self._early[note_id] = []
         try:
             room = await self._read_room(note_id)
+            early = self._early.pop(note_id)
             if room is not None:
                 self.rooms[note_id] = room
                 self.tasks.start(save_task_name(note_id),
                                  self.saver.run(room, unload=self._unload_if_idle))
+                if room.dirty:
+                    self.saver.changed(room)
+                for message in early:  # stored after the load read, or already in it
+                    await self._receive(message)
             future.set_result(room)
             return room
         except BaseException as error:
@@ -142,6 +261,7 @@ class Hub:
             raise
         finally:
             del self._loading[note_id]
+            self._early.pop(note_id, None)
 
     async def _read_room(self, note_id: uuid.UUID) -> Room | None:
         stored = await self.store.load_live(note_id)
@@ -158,11 +278,18 @@ class Hub:
             state=stored.yjs_state,
             history_limit=self.limits.history_limit,
             max_length=self.limits.max_length,
-            history=[Revision(*entry) for entry in stored.history or ()],
             load_client_id=load_client_id(note_id),
         )
-        room = Room(note_id, document, max_title=self.limits.max_title)
+        log_tail = list(getattr(stored, "log", ()) or ())
+        if log_tail:  # stored since the snapshot (by a process that has not compacted it)
+            document.apply_update(merge_updates(*log_tail) if len(log_tail) > 1 else log_tail[0],
+                                  client=None, stored=True)
+        document.remember_refs(list(getattr(stored, "refs", ()) or ()))
+        room = Room(note_id, document, max_title=self.limits.max_title,
+                    write=self._writer(note_id))
         room.subscribe(self.saver.observe)
+        if log_tail:
+            room.mark_unsaved()  # compact the tail soon
         return room
 
     async def _save_and_unload(self, room: Room) -> None:
@@ -212,15 +339,26 @@ class Hub:
         return sum(1 for room in self.rooms.values() if room.dirty)
 
     async def shutdown(self) -> int:
-        """Flush everything, then close every connection with 1001 (going away)."""
+        """Write the journal and save everything, then close every connection with 1001."""
         self.closing = True
+        unwritten = await self.journal.drain() if self.journal is not None else 0
+        if unwritten:
+            log.error("%d changes could not be written to the log before shutdown", unwritten)
         unsaved = await self.flush_all()
         for room in list(self.rooms.values()):
             room.close_all(1001, "server shutting down")
+        if self.fanout is not None:
+            await self.fanout.stop()
         return unsaved
 
-    async def note_deleted(self, note_id: uuid.UUID) -> None:
-        """Tell everyone in the note that it is gone, close their sockets with 4404, drop it."""
+    async def note_deleted(self, note_id: uuid.UUID, *, announce: bool = True) -> None:
+        """Tell everyone in the note (here, and with ``announce`` in the other processes too)
+        that it is gone, close their sockets with 4404, drop it."""
+        if announce and self.fanout is not None:
+            try:
+                await self.fanout.publish_deleted(note_id)
+            except Exception:
+                log.exception("telling the other processes that note %s is gone failed", note_id)
         room = self.rooms.get(note_id)
         if room is None:
             return

@@ -9,14 +9,16 @@ are small adapters around a socket.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from notes.collab.awareness import Awareness
 from notes.collab.delta import Delta, transform_cursor
-from notes.collab.document import BadTitle, LiveDocument, Revision
+from notes.collab.document import BadTitle, LiveDocument, Revision, UpdateApplied, covers
 from notes.collab.events import (
     CHANGES,
     AwarenessChanged,
@@ -40,7 +42,7 @@ Frame = str | bytes
 class Codec(Protocol):
     """One protocol's encoding of room events (one instance serves all its members)."""
 
-    def greet(self, room: Room, member: Member, since: int | None) -> Iterable[Frame]:
+    def greet(self, room: Room, member: Member, since: Any) -> Iterable[Frame]:
         """The frames a member gets first, before any event."""
 
     def encode(self, event: Event) -> Frame | None:
@@ -63,16 +65,30 @@ class Member(Protocol):
 
 
 Observer = Callable[["Room", Event], None]
+# Stores one change (its Yjs update and the client's ref) in the update log; the future resolves
+# once it is committed (None: nothing to wait for).
+Write = Callable[[bytes, Any], "asyncio.Future[None] | None"]
 
 
 class Room:
-    """One open note. Every change goes through here, so every member sees it exactly once."""
+    """One open note. Every change goes through here, so every member sees it exactly once.
 
-    def __init__(self, note_id: uuid.UUID, document: LiveDocument, *, max_title: int):
+    With ``write``, every change made here is stored in the update log, and the member that made
+    it hears of it (its ``ack``) only once it is stored; until then, later frames for that member
+    wait behind the ack, so that it hears of everything in order. Everyone else hears at once.
+    """
+
+    def __init__(self, note_id: uuid.UUID, document: LiveDocument, *, max_title: int,
+                 write: Write | None = None):
         self.note_id = note_id
         self.document = document
         self.max_title = max_title
+        self.write = write
         self.members: dict[str, Member] = {}
+        # Frames waiting for a member's own change to be stored: (stored, frame), in order.
+        self._held: dict[str, deque[tuple[asyncio.Future[None] | None, Frame]]] = {}
+        self._last_write: asyncio.Future[None] | None = None
+        self._unstored_refs: dict[str, asyncio.Future[None]] = {}
         self.cursors: dict[str, dict | None] = {}
         self.awareness = Awareness()
         self.observers: list[Observer] = []
@@ -114,13 +130,20 @@ class Room:
         self.first_unsaved = snapshot_time if self.dirty else None
         self.emit(Saved(rev))
 
+    def mark_unsaved(self) -> None:
+        """Something loaded into the room still needs saving (a log tail to compact)."""
+        self.saved_changes = -1
+        self.first_unsaved = self.last_change = time.monotonic()
+
     # --- events --------------------------------------------------------------------------------
 
     def subscribe(self, observer: Observer) -> None:
         self.observers.append(observer)
 
-    def emit(self, event: Event, origin: Member | None = None) -> None:
-        """Send ``event`` to every member (encoded once per codec) and every observer."""
+    def emit(self, event: Event, origin: Member | None = None,
+             stored: asyncio.Future[None] | None = None) -> None:
+        """Send ``event`` to every member (encoded once per codec) and every observer; the
+        origin's own frame waits for ``stored``."""
         if isinstance(event, CHANGES):
             now = time.monotonic()
             self.last_change = now
@@ -136,17 +159,59 @@ class Room:
             else:
                 frame = frames[codec] = codec.encode(event)
             if frame is not None:
-                member.send(frame)
+                self._send(member, frame)
         if origin is not None:
-            self._tell_origin(origin, event)
+            self._tell_origin(origin, event, stored)
         for observer in self.observers:
             observer(self, event)
 
-    @staticmethod
-    def _tell_origin(origin: Member, event: Event) -> None:
+    def _send(self, member: Member, frame: Frame) -> None:
+        held = self._held.get(member.id)
+        if held is None:
+            member.send(frame)
+        else:
+            held.append((None, frame))
+
+    def _tell_origin(self, origin: Member, event: Event,
+                     stored: asyncio.Future[None] | None = None) -> None:
         own = origin.codec.encode_own(event)
-        if own is not None:
-            origin.send(own)
+        if own is None:
+            return
+        if stored is None or stored.done():
+            self._send(origin, own)
+            return
+        held = self._held.get(origin.id)
+        if held is None:
+            held = self._held[origin.id] = deque()
+        held.append((stored, own))
+        stored.add_done_callback(lambda _: self._release(origin))
+
+    def _release(self, member: Member) -> None:
+        """Send a member's held frames up to the first whose change is not stored yet."""
+        held = self._held.get(member.id)
+        if held is None:
+            return
+        while held and (held[0][0] is None or held[0][0].done()):
+            member.send(held.popleft()[1])
+        if not held:
+            del self._held[member.id]
+
+    def _store(self, update: bytes | None, ref: Any = None) -> asyncio.Future[None] | None:
+        """Write a change made here to the update log (if the room has one)."""
+        if self.write is None or update is None:
+            return None
+        stored = self.write(update, ref)
+        if stored is not None:
+            self._last_write = stored
+            if isinstance(ref, str):
+                self._unstored_refs[ref] = stored
+                stored.add_done_callback(lambda _: self._unstored_refs.pop(ref, None))
+        return stored
+
+    async def stored(self) -> None:
+        """Wait until every change made here so far is stored (the log commits in order)."""
+        if self._last_write is not None:
+            await asyncio.shield(self._last_write)
 
     def close_all(self, code: int, reason: str = "") -> None:
         for member in list(self.members.values()):
@@ -154,7 +219,7 @@ class Room:
 
     # --- membership ----------------------------------------------------------------------------
 
-    def join(self, member: Member, since: int | None = None) -> None:
+    def join(self, member: Member, since: Any = None) -> None:
         """Greet a new member in its protocol and tell the others it joined."""
         for frame in member.codec.greet(self, member, since):
             member.send(frame)
@@ -165,6 +230,7 @@ class Room:
     def leave(self, member: Member) -> None:
         if self.members.pop(member.id, None) is None:
             return
+        self._held.pop(member.id, None)
         self.cursors.pop(member.id, None)
         removal = self.awareness.remove_owner(member.id)
         if removal is not None:
@@ -187,16 +253,17 @@ class Room:
         event = self._event_of(revision)
         if duplicate:  # a resent edit: only its origin hears of it (its ack) again
             if origin is not None:
-                self._tell_origin(origin, event)
+                self._tell_origin(origin, event, self._unstored_refs.get(ref))
             return revision
-        self._revision_applied(event, origin)
+        self._revision_applied(event, origin, self._store(event.update, ref))
         return revision
 
     def replace_content(self, content: str) -> Revision | None:
         """A REST write: apply the smallest diff to the live text; concurrent typing survives."""
         revision = self.document.replace_text(content)
         if revision is not None:
-            self._revision_applied(self._event_of(revision), None)
+            event = self._event_of(revision)
+            self._revision_applied(event, None, self._store(event.update))
         return revision
 
     def set_title(self, title: str, *, origin: Member | None = None) -> None:
@@ -204,8 +271,9 @@ class Room:
         if problem:
             raise BadTitle(f"the title: {problem[1]}")
         if self.document.set_title(title):
-            self.emit(TitleChanged(title, self.document.last_update,
-                                   origin.id if origin else None), origin)
+            update = self.document.last_update
+            self.emit(TitleChanged(title, update, origin.id if origin else None), origin,
+                      self._store(update))
 
     def apply_update(self, update: bytes, *, origin: Member | None = None) -> None:
         """A Yjs update: applied to the document; its content change becomes a revision.
@@ -218,28 +286,51 @@ class Room:
         applied = self.document.apply_update(update, client=origin_id)
         if not applied.changed:
             return
-        forwarded = False  # an event carried the update to the Yjs members
-        if applied.revision is not None:
-            self._revision_applied(self._event_of(applied.revision, update), origin)
-            forwarded = True
         title = self.document.title
         repaired = storable(title, self.max_title) if applied.title_changed else title
-        if applied.title_changed and repaired == title:
-            self.emit(TitleChanged(title, None if forwarded else update, origin_id), origin)
-            forwarded = True
-        if not forwarded:
-            self.emit(StateChanged(update, origin_id), origin)
+        self._updated(applied, update, origin, self._store(update),
+                      tell_title=applied.title_changed and repaired == title)
         if repaired != title:
             self.set_title(repaired)  # the server's own change: every member hears of it
+
+    def apply_stored_update(self, update: bytes, ref: str | None = None) -> bool:
+        """An update another process stored: applied and told to everyone here, not stored
+        again. False when it could not be applied in full (it needs updates not here yet)."""
+        was_saved = not self.dirty
+        applied = self.document.apply_update(update, client=None, stored=True)
+        if ref is not None:
+            self.document.remember_refs([ref])
+        if applied.changed:
+            self._updated(applied, update, None, None, tell_title=applied.title_changed)
+        if was_saved:  # stored already: nothing for this process to save
+            self.saved_changes = self.document.changes
+            self.first_unsaved = None
+        return covers(self.document.state_vector(), update)
+
+    def _updated(self, applied: UpdateApplied, update: bytes, origin: Member | None,
+                 stored: asyncio.Future[None] | None, *, tell_title: bool) -> None:
+        """Tell of what a Yjs update did: one event carries the update to the Yjs members."""
+        origin_id = origin.id if origin else None
+        forwarded = False
+        if applied.revision is not None:
+            self._revision_applied(self._event_of(applied.revision, update), origin, stored)
+            forwarded = True
+        if tell_title:
+            self.emit(TitleChanged(self.document.title, None if forwarded else update,
+                                   origin_id), origin, stored)
+            forwarded = True
+        if not forwarded:
+            self.emit(StateChanged(update, origin_id), origin, stored)
 
     def _event_of(self, revision: Revision, update: bytes | None = None) -> RevisionApplied:
         """The event of a revision; its Yjs update is the document's last unless given."""
         return RevisionApplied(revision.rev, revision.delta, update or self.document.last_update,
                                revision.client, revision.ref)
 
-    def _revision_applied(self, event: RevisionApplied, origin: Member | None) -> None:
+    def _revision_applied(self, event: RevisionApplied, origin: Member | None,
+                          stored: asyncio.Future[None] | None = None) -> None:
         self._move_cursors(event.delta)
-        self.emit(event, origin)
+        self.emit(event, origin, stored)
 
     # --- presence ------------------------------------------------------------------------------
 

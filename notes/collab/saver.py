@@ -14,12 +14,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from notes.collab.document import covers, merge_snapshot
 from notes.collab.events import CHANGES, Event, SaveFailed
 from notes.collab.room import Room
 
 log = logging.getLogger(__name__)
 
 SaveFunction = Callable[..., Awaitable[Any]]
+# (stored Yjs state, content, title, the log's updates) -> the (Yjs state, content, title) to store
+Merge = Callable[[bytes | None, str, str, list[bytes]], tuple[bytes, str, str]]
 
 
 class SaveRejected(Exception):
@@ -37,9 +40,7 @@ class TaskRunner(Protocol):
 
 class Saver:
     def __init__(self, save: SaveFunction, *, debounce: float, max_wait: float,
-                 persisted_history: int = 500, retry_initial: float = 0.5,
-                 retry_max: float = 30.0):
-        self.persisted_history = persisted_history
+                 retry_initial: float = 0.5, retry_max: float = 30.0):
         self.save = save
         self.debounce = debounce
         self.max_wait = max_wait
@@ -65,17 +66,7 @@ class Saver:
             changes, rev, title = room.document.changes, room.rev, room.title
             snapshot_time = time.monotonic()
             try:
-                stored = await self.save(
-                    room.note_id,
-                    title=title,
-                    content=room.content,
-                    rev=rev,
-                    yjs_state=room.document.encode_state(),
-                    history=[
-                        [r.rev, r.delta, r.client, r.ref]
-                        for r in room.document.recent_revisions(self.persisted_history)
-                    ],
-                )
+                stored = await self.save(room.note_id, rev=rev, merge=self._merge_with(room))
             except SaveRejected as refusal:
                 self._recover(room, refusal)
                 raise
@@ -84,6 +75,23 @@ class Saver:
                 return None
             room.mark_saved(changes, rev, title, snapshot_time)
             return stored
+
+    @staticmethod
+    def _merge_with(room: Room) -> Merge:
+        """How the store merges the room's replica with what it holds: the stored snapshot and
+        log are merged in unless the replica already has all of them."""
+        state = room.document.encode_state()
+        state_vector = room.document.state_vector()
+        content, title = room.content, room.title
+
+        def merge(stored_state: bytes | None, stored_content: str, stored_title: str,
+                  log: list[bytes]) -> tuple[bytes, str, str]:
+            if not log and stored_state is not None and covers(state_vector, stored_state):
+                return state, content, title
+            return merge_snapshot(room.note_id, stored_state, stored_content, stored_title,
+                                  [*log, state])
+
+        return merge
 
     @staticmethod
     def _recover(room: Room, refusal: SaveRejected) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from notes.collab.document import BadMessage, EditRejected, StaleRevision
@@ -23,6 +24,14 @@ from notes.collab.json_input import BadJson, check_depth, parse_json
 from notes.collab.room import Member, Room
 
 
+@dataclass(frozen=True)
+class Resume:
+    """A reconnecting client's ``since`` and ``epoch``: the revision it has, in whose numbering."""
+
+    rev: int
+    epoch: str | None
+
+
 def encode(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
@@ -30,18 +39,19 @@ def encode(message: dict[str, Any]) -> str:
 class JsonCodec:
     """Room events as JSON protocol messages (one instance, ``JSON``, for every JSON member)."""
 
-    def greet(self, room: Room, member: Member, since: int | None) -> Iterable[str]:
+    def greet(self, room: Room, member: Member, since: Resume | None) -> Iterable[str]:
         hello: dict[str, Any] = {
             "type": "hello",
             "client": member.id,
+            "epoch": room.document.epoch,
             "rev": room.rev,
             "content": room.content,
             "title": room.title,
             "peers": room.peers(),
         }
         missed = _missed_since(room, since)
-        if missed is not None:
-            hello["since"] = since
+        if since is not None and missed is not None:
+            hello["since"] = since.rev
             hello["missed"] = missed
         return [encode(hello)]
 
@@ -79,11 +89,13 @@ def _error(code: str, message: str, ref: Any = None) -> str:
     return encode({"type": "error", "code": code, "message": message, "ref": ref})
 
 
-def _missed_since(room: Room, since: int | None) -> list[dict] | None:
-    if since is None:
+def _missed_since(room: Room, since: Resume | None) -> list[dict] | None:
+    """The revisions after the client's, if it has one of this document's numbering and the
+    history reaches back to it."""
+    if since is None or since.epoch != room.document.epoch:
         return None
     try:
-        revisions = room.document.revisions_since(since)
+        revisions = room.document.revisions_since(since.rev)
     except EditRejected:
         return None
     if revisions is None:
@@ -96,6 +108,17 @@ def _revision_field(message: dict) -> int:
     if not isinstance(rev, int) or isinstance(rev, bool) or rev < 0:
         raise BadMessage("`rev` must be a non-negative integer")
     return rev
+
+
+def first_edit_ref(frame: str | bytes) -> tuple[bool, Any]:
+    """(is this an ``edit``, its ``ref``): cheap, for the check before a client's first edit."""
+    try:
+        message = json.loads(frame)
+    except (ValueError, RecursionError):
+        return False, None
+    if not isinstance(message, dict) or message.get("type") != "edit":
+        return False, None
+    return True, message.get("ref")
 
 
 def handle_frame(room: Room, member: Member, frame: str | bytes) -> None:

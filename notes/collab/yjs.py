@@ -70,7 +70,7 @@ def permission_denied(reason: str) -> bytes:
 class YjsCodec:
     """Room events as Yjs messages (one instance, ``YJS``, for every Yjs member)."""
 
-    def greet(self, room: Room, member: Member, since: int | None) -> Iterable[bytes]:
+    def greet(self, room: Room, member: Member, since: object) -> Iterable[bytes]:
         frames = [sync_message(SYNC_STEP1, room.document.state_vector())]
         room.expire_awareness()  # a newcomer is never told of an expired state
         states = room.awareness.encode_all()

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
@@ -19,7 +19,7 @@ from websockets.protocol import OPEN
 
 from notes.collab.hub import HubClosed
 from notes.collab.room import CLOSE_NOTE_GONE, Codec, Frame, Room
-from notes.collab.session import JSON, handle_frame
+from notes.collab.session import JSON, Resume, first_edit_ref, handle_frame
 from notes.collab.yjs import CLOSE_INVALID, YJS, YjsRefused, handle_message
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class SocketConnection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.writing = False  # the writer task is inside ws.send
+        self.edited = False  # (JSON) the first edit came: its ref was looked up
 
     def send(self, frame: Frame) -> None:
         if self.close_code is not None:
@@ -115,14 +116,14 @@ class SocketConnection:
                 self.writing = False
 
 
-def _since(raw: str | None) -> int | None:
+def _since(raw: str | None, epoch: str | None) -> Resume | None:
     if raw is None:
         return None
     try:
         value = int(raw)
     except ValueError:
         return None
-    return value if value >= 0 else None
+    return Resume(value, epoch) if value >= 0 else None
 
 
 def _name(request: Request) -> str:
@@ -133,8 +134,19 @@ def _name(request: Request) -> str:
 async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
     connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
                                   JSON)
-    await serve_socket(request, ws, note_id, connection, handle_frame,
-                       _since(request.args.get("since")))
+    hub = request.app.ctx.hub
+
+    async def handle(room: Room, connection: SocketConnection, frame: Frame) -> None:
+        if not connection.edited:
+            # The first edit may be one resent after a reconnect, and stored by another process
+            # (or before a restart): recognise its ref from the log so as not to apply it twice.
+            connection.edited, ref = first_edit_ref(frame)
+            if connection.edited:
+                await hub.recognise_ref(room, ref)
+        handle_frame(room, connection, frame)
+
+    await serve_socket(request, ws, note_id, connection, handle,
+                       _since(request.args.get("since"), request.args.get("epoch")))
 
 
 @bp.websocket("/yjs/<room_name:str>")
@@ -165,12 +177,12 @@ def _close_reason(reason: str) -> str:
     return reason.encode()[:123].decode(errors="ignore")
 
 
-FrameHandler = Callable[[Room, SocketConnection, Frame], None]
+FrameHandler = Callable[[Room, SocketConnection, Frame], Awaitable[None] | None]
 
 
 async def serve_socket(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID,
                        connection: SocketConnection, handle: FrameHandler,
-                       since: int | None = None) -> None:
+                       since: Resume | None = None) -> None:
     """Join the note's room, feed it the socket's frames, leave; the same for every protocol."""
     hub = request.app.ctx.hub
     if hub.closing:
@@ -194,7 +206,11 @@ async def serve_socket(request: Request, ws: WebsocketImplProtocol, note_id: uui
             frame = await ws.recv()
             if frame is None:
                 break
-            handle(room, connection, frame)
+            if hub.closing:
+                continue  # not applied, not acknowledged: the client resends it elsewhere
+            handled = handle(room, connection, frame)
+            if handled is not None:
+                await handled
     except ConnectionClosed:
         pass
     except asyncio.CancelledError:

@@ -4,10 +4,14 @@
 
 export const CLOSE_NOTE_GONE = 4404;
 
-export function liveUrl(noteId, name, since, loc = globalThis.location) {
+export function liveUrl(noteId, name, since, loc = globalThis.location, epoch = null) {
   const scheme = loc.protocol === 'https:' ? 'wss' : 'ws';
   const params = new URLSearchParams({ name });
-  if (since !== null && since !== undefined) params.set('since', String(since));
+  if (since !== null && since !== undefined) {
+    params.set('since', String(since));
+    // whose revision numbers `since` counts in: another server process has its own
+    if (epoch) params.set('epoch', epoch);
+  }
   return `${scheme}://${loc.host}/notes/${encodeURIComponent(noteId)}/live?${params}`;
 }
 
@@ -59,7 +63,7 @@ export class LiveConnection {
     clearTimeout(this.timer);
     this.timer = null;
     if (this.stopped || this.suspended) return;
-    const url = this.url(this.noteId, this.name, this.client.since());
+    const url = this.url(this.noteId, this.name, this.client.since(), undefined, this.client.epoch);
     let ws;
     try {
       ws = new this.WebSocketImpl(url);

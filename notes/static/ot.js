@@ -43,6 +43,7 @@ export class OTClient {
     this.sentCursorClean = false; // the last presence was sent with nothing pending
     this.deleted = false;
     this.forceFull = false; // reconnect without `since` (rebase onto the server's text)
+    this.epoch = null; // the server's name for its revision numbering (from `hello`)
     this.listeners = new Map();
   }
 
@@ -149,6 +150,7 @@ export class OTClient {
 
   onHello(msg) {
     this.clientId = msg.client;
+    this.epoch = msg.epoch || null; // the numbering of `rev` (each server process has its own)
     // the peers' cursors are at msg.rev: set them once the missed edits are processed
     this.peers = new Map();
     const first = this.rev === null;

@@ -16,6 +16,14 @@ def asyncpg_url(url: str) -> str:
     return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, query, parts.fragment))
 
 
+def asyncpg_dsn(url: str) -> str:
+    """``postgresql://…`` (any driver suffix) as a DSN for ``asyncpg.connect``."""
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] not in {"postgresql", "postgres"}:
+        raise ValueError(f"not a postgresql:// URL: {parts.scheme}://…")
+    return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         asyncpg_url(url),

@@ -1,4 +1,5 @@
-"""The notes table. The schema itself is made by the Alembic migrations, never by ``create_all``."""
+"""The notes table and its update log. The schema itself is made by the Alembic migrations,
+never by ``create_all``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from sqlalchemy import (
     BigInteger,
     Computed,
     DateTime,
+    ForeignKey,
+    Identity,
     Index,
     LargeBinary,
     MetaData,
@@ -44,12 +47,12 @@ class Note(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     title: Mapped[str] = mapped_column(Text, nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
-    # The live document's Yjs (pycrdt) state, so its history survives and other engines can merge.
+    # The snapshot's Yjs (pycrdt) state: its CRDT history, so that every process can merge.
     yjs_state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    # The last revisions of the live document ([rev, delta, client, ref] each), so that clients
-    # reconnecting after a restart still get what they missed and a resent edit is recognised.
-    history: Mapped[list | None] = mapped_column(JSONB, nullable=True)
-    # The live-editing revision the content is at; it continues across restarts.
+    # The client refs of the updates compacted into the snapshot (the newest last), so that an
+    # edit resent after a reconnect is recognised and not applied twice.
+    refs: Mapped[list | None] = mapped_column(JSONB, nullable=True)
+    # The live-editing revision of the process that saved last (revisions are per process).
     rev: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
     # Changes on every write of the row.
     version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("1"))
@@ -69,3 +72,22 @@ class Note(Base):
         Index("ix_notes_updated_at_id", "updated_at", "id"),
         Index("ix_notes_search_vector", "search_vector", postgresql_using="gin"),
     )
+
+
+class NoteUpdate(Base):
+    """One stored Yjs update of a note, not yet compacted into the snapshot (the notes row)."""
+
+    __tablename__ = "note_updates"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    note_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("notes.id", ondelete="CASCADE", name="fk_note_updates_note_id_notes"),
+        nullable=False,
+    )
+    update: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    ref: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (Index("ix_note_updates_note_id_id", "note_id", "id"),)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import (
@@ -17,13 +18,21 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notes.collab.journal import LogEntry
 from notes.collab.saver import SaveRejected
-from notes.store.models import SEARCH_CONFIG, Note
+from notes.store.models import SEARCH_CONFIG, Note, NoteUpdate
 
 notes_table = Note.__table__
+log_table = NoteUpdate.__table__
+KEPT_REFS = 1000  # refs of compacted updates kept with the snapshot
+
+# A merge of the snapshot with the replica being saved: (stored Yjs state, content, title, the
+# log's updates) -> (Yjs state, content, title) to store.
+Merge = Callable[[bytes | None, str, str, list[bytes]], tuple[bytes, str, str]]
 _PUBLIC_COLUMNS = (
     notes_table.c.id,
     notes_table.c.title,
@@ -48,11 +57,13 @@ class StoredNote:
 
 @dataclass(frozen=True)
 class LiveState:
-    """What a live document loads from: the stored note and its Yjs state (None if never live)."""
+    """What a live document loads from: the snapshot (the stored note and its Yjs state, None if
+    never live) and the log's updates since, in commit order, with the refs of both."""
 
     note: StoredNote
     yjs_state: bytes | None
-    history: list | None = None
+    log: list[bytes] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,29 @@ _CREATE = (
     .returning(*_PUBLIC_COLUMNS)
 )
 _GET = select(*_PUBLIC_COLUMNS).where(_BY_ID)
-_LOAD_LIVE = select(*_PUBLIC_COLUMNS, notes_table.c.yjs_state, notes_table.c.history).where(_BY_ID)
+_LOG_OF_NOTE = log_table.c.note_id == notes_table.c.id
+# One statement, so one snapshot: a compaction between reading the row and its log cannot hide
+# updates from both.
+_LOAD_LIVE = select(
+    *_PUBLIC_COLUMNS, notes_table.c.yjs_state, notes_table.c.refs,
+    select(func.array_agg(aggregate_order_by(log_table.c.update, log_table.c.id)))
+    .where(_LOG_OF_NOTE).scalar_subquery().label("log"),
+    select(func.array_agg(aggregate_order_by(log_table.c.ref, log_table.c.id)))
+    .where(_LOG_OF_NOTE, log_table.c.ref.is_not(None)).scalar_subquery().label("log_refs"),
+).where(_BY_ID)
+_LOCK_SNAPSHOT = (
+    select(notes_table.c.yjs_state, notes_table.c.content, notes_table.c.title,
+           notes_table.c.refs)
+    .where(_BY_ID).with_for_update()
+)
+_READ_LOG = (select(log_table.c.id, log_table.c.update, log_table.c.ref)
+             .where(log_table.c.note_id == bindparam("note_id")).order_by(log_table.c.id))
+_DROP_LOG = delete(log_table).where(log_table.c.id.in_(bindparam("ids", expanding=True)))
+_READ_UPDATE = select(log_table.c.update).where(log_table.c.id == bindparam("log_id"))
+_REF_STORED = text(
+    "SELECT EXISTS (SELECT 1 FROM note_updates WHERE note_id = :note_id AND ref = :ref)"
+    " OR COALESCE((SELECT refs ? :ref FROM notes WHERE id = :note_id), false)"
+)
 _LISTINGS = {(search, paged): _listing(search=search, paged=paged)
              for search in (False, True) for paged in (False, True)}
 _SAVE = (
@@ -107,13 +140,19 @@ _SAVE = (
         content=bindparam("new_content"),
         rev=bindparam("new_rev"),
         yjs_state=bindparam("new_yjs_state"),
-        history=bindparam("new_history", type_=notes_table.c.history.type),
+        refs=bindparam("new_refs", type_=notes_table.c.refs.type),
         version=notes_table.c.version + 1,
         updated_at=func.clock_timestamp(),
     )
     .returning(*_PUBLIC_COLUMNS)
 )
 _DELETE = delete(notes_table).where(_BY_ID)
+
+
+# Notifications in the order given (volatile functions are evaluated after the sort).
+_NOTIFY_ALL = ("SELECT count(pg_notify($1, payload)) FROM"
+               " (SELECT payload FROM unnest($2::text[]) WITH ORDINALITY AS t(payload, n)"
+               " ORDER BY n) AS ordered")
 
 
 def _reason(error: DataError | IntegrityError) -> str:
@@ -146,7 +185,10 @@ class NoteStore:
 
     async def load_live(self, note_id: uuid.UUID) -> LiveState | None:
         row = await self._one(_LOAD_LIVE, note_id=note_id)
-        return None if row is None else LiveState(_stored(row), row.yjs_state, row.history)
+        if row is None:
+            return None
+        return LiveState(_stored(row), row.yjs_state, list(row.log or ()),
+                         [*(row.refs or ()), *(row.log_refs or ())])
 
     async def list(
         self, *, query: str | None = None, limit: int, after: PageKey | None = None
@@ -164,23 +206,77 @@ class NoteStore:
         self,
         note_id: uuid.UUID,
         *,
-        title: str,
-        content: str,
         rev: int,
-        yjs_state: bytes | None,
-        history: list | None = None,
+        merge: Merge,
     ) -> StoredNote | None:
-        """Write a live note's state in one statement; None if the note is gone.
+        """Compact: store ``merge`` of the snapshot, its log and the replica as the new snapshot
+        and drop the log rows merged, in one transaction; None if the note is gone.
+
+        The snapshot row is locked while merging, so two processes saving at once each merge
+        what the other stored: text is never reverted.
 
         ``SaveRejected`` when PostgreSQL refuses the values themselves (invalid text, a
         constraint): retrying them cannot succeed. Its message names the reason, never a value.
         """
         try:
-            row = await self._one(_SAVE, note_id=note_id, new_title=title, new_content=content,
-                                  new_rev=rev, new_yjs_state=yjs_state, new_history=history)
+            async with self.engine.begin() as connection:
+                stored = (await connection.execute(_LOCK_SNAPSHOT, {"note_id": note_id})
+                          ).one_or_none()
+                if stored is None:
+                    return None
+                log = (await connection.execute(_READ_LOG, {"note_id": note_id})).all()
+                state, content, title = merge(stored.yjs_state, stored.content, stored.title,
+                                              [entry.update for entry in log])
+                refs = [*(stored.refs or ()), *(entry.ref for entry in log if entry.ref)]
+                row = (await connection.execute(_SAVE, {
+                    "note_id": note_id, "new_title": title, "new_content": content,
+                    "new_rev": rev, "new_yjs_state": state, "new_refs": refs[-KEPT_REFS:],
+                })).one()
+                if log:
+                    await connection.execute(_DROP_LOG, {"ids": [entry.id for entry in log]})
         except (DataError, IntegrityError) as error:
             raise SaveRejected(_reason(error)) from None
-        return None if row is None else _stored(row)
+        return _stored(row)
+
+    # --- the update log -------------------------------------------------------------------------
+
+    async def append_updates(self, entries: Sequence[LogEntry],
+                             notify: Callable[[Sequence[LogEntry], list[int]], list[str]]
+                             | None = None, channel: str = "") -> list[int]:
+        """Store ``entries`` in the log in one commit; their ids, in order.
+
+        ``notify`` makes the notifications (one payload per entry, given the ids), sent on
+        ``channel`` in the same transaction: PostgreSQL delivers them at its commit.
+        """
+        async with self.engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            async with raw.transaction():
+                rows = await raw.fetch(
+                    "INSERT INTO note_updates (note_id, update, ref)"
+                    " SELECT note_id, update, ref FROM unnest($1::uuid[], $2::bytea[], $3::text[])"
+                    " WITH ORDINALITY AS t(note_id, update, ref, n) ORDER BY n RETURNING id",
+                    [entry.note_id for entry in entries], [entry.update for entry in entries],
+                    [entry.ref for entry in entries])
+                ids = [row["id"] for row in rows]
+                if notify is not None:
+                    await raw.execute(_NOTIFY_ALL, channel, notify(entries, ids))
+        return ids
+
+    async def notify(self, channel: str, payloads: list[str]) -> None:
+        """Send notifications without storing anything (one commit)."""
+        async with self.engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            await raw.execute(_NOTIFY_ALL, channel, payloads)
+
+    async def read_update(self, log_id: int) -> bytes | None:
+        """One log row's update (None: compacted away since)."""
+        row = await self._one(_READ_UPDATE, log_id=log_id)
+        return None if row is None else row.update
+
+    async def ref_stored(self, note_id: uuid.UUID, ref: str) -> bool:
+        """Is an update with this client ref stored (in the log or compacted)?"""
+        row = await self._one(_REF_STORED, note_id=note_id, ref=ref)
+        return bool(row[0])
 
     async def delete(self, note_id: uuid.UUID) -> bool:
         async with self.reader.connect() as connection:

@@ -1,0 +1,139 @@
+"""The PostgreSQL fan-out: updates travel between processes by LISTEN/NOTIFY.
+
+Publishing writes the updates to the log and sends one notification each in the same
+transaction, so a notification goes out exactly when its update is stored (at commit, in commit
+order). A notification carries the update when it fits under PostgreSQL's 8000-byte payload
+limit, else only the log row's id. Listening takes a dedicated connection (not one from the
+pool); when it drops, the listener reconnects and the hub catches up from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from notes.collab.fanout import Published, Receive, Reconnected
+from notes.collab.journal import LogEntry
+from notes.store.database import asyncpg_dsn
+from notes.store.queries import NoteStore
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "notes_updates"
+MAX_PAYLOAD = 7900  # bytes; PostgreSQL refuses 8000 and more
+
+
+def encode_payload(origin: str, entry: LogEntry, log_id: int | None) -> str:
+    message = {"o": origin, "n": str(entry.note_id), "i": log_id, "r": entry.ref,
+               "u": base64.b64encode(entry.update).decode()}
+    payload = json.dumps(message, separators=(",", ":"))
+    if len(payload.encode()) <= MAX_PAYLOAD:
+        return payload
+    del message["u"]  # read from the log instead
+    if len(json.dumps(message).encode()) > MAX_PAYLOAD:
+        message["r"] = None
+    return json.dumps(message, separators=(",", ":"))
+
+
+def decode_payload(payload: str) -> Published:
+    message = json.loads(payload)
+    if message.get("d"):
+        return Published(message["o"], uuid.UUID(message["n"]), deleted=True)
+    update = message.get("u")
+    return Published(message["o"], uuid.UUID(message["n"]),
+                     None if update is None else base64.b64decode(update),
+                     message.get("i"), message.get("r"))
+
+
+def _fits(origin: str, entry: LogEntry) -> bool:
+    return "\"u\"" in encode_payload(origin, entry, None)
+
+
+class PostgresFanout:
+    def __init__(self, store: NoteStore, database_url: str, *, retry_max: float = 5.0):
+        self.store = store
+        self.dsn = asyncpg_dsn(database_url)
+        self.origin = uuid.uuid4().hex[:12]
+        self.retry_max = retry_max
+        self._receive: Receive | None = None
+        self._reconnected: Reconnected | None = None
+        self._connection: asyncpg.Connection | None = None
+        self._keeper: asyncio.Task | None = None
+        self._lost = asyncio.Event()
+        self.reconnects = 0
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    async def publish(self, entries: Sequence[LogEntry], *, durable: bool) -> None:
+        if durable or not all(_fits(self.origin, entry) for entry in entries):
+            await self.store.append_updates(entries, self._payloads, CHANNEL)
+        else:  # nothing to store: the notifications carry the updates
+            await self.store.notify(CHANNEL, self._payloads(entries, [None] * len(entries)))
+
+    def _payloads(self, entries: Sequence[LogEntry], ids: Sequence[int | None]) -> list[str]:
+        return [encode_payload(self.origin, entry, log_id)
+                for entry, log_id in zip(entries, ids, strict=True)]
+
+    async def publish_deleted(self, note_id: uuid.UUID) -> None:
+        payload = json.dumps({"o": self.origin, "n": str(note_id), "d": True})
+        await self.store.notify(CHANNEL, [payload])
+
+    # --- listening ----------------------------------------------------------------------------
+
+    async def start(self, receive: Receive, reconnected: Reconnected) -> None:
+        """Listen (the first connection is made before this returns), and keep listening."""
+        self._receive, self._reconnected = receive, reconnected
+        await self._listen()
+        self._keeper = asyncio.create_task(self._keep_listening())
+
+    async def _listen(self) -> None:
+        connection = await asyncpg.connect(self.dsn, server_settings={
+            "application_name": "notes-listen"})
+        self._lost.clear()
+        connection.add_termination_listener(lambda _connection: self._lost.set())
+        await connection.add_listener(CHANNEL, self._on_notification)
+        self._connection = connection
+
+    def _on_notification(self, _connection, _pid, _channel, payload: str) -> None:
+        try:
+            message = decode_payload(payload)
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed notification on %s", CHANNEL)
+            return
+        if message.origin != self.origin and self._receive is not None:
+            self._receive(message)
+
+    async def _keep_listening(self) -> None:
+        while True:
+            await self._lost.wait()
+            log.warning("the listening connection to PostgreSQL dropped; reconnecting")
+            delay = 0.05
+            while True:
+                try:
+                    await self._listen()
+                    break
+                except (OSError, asyncpg.PostgresError) as error:
+                    log.warning("listening again failed (%s); retrying in %.2fs", error, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max)
+            self.reconnects += 1
+            if self._reconnected is not None:
+                await self._reconnected()
+
+    async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+            self._keeper = None
+        if self._connection is not None:
+            try:
+                await asyncio.wait_for(self._connection.close(), timeout=2)
+            except Exception:  # already gone
+                self._connection.terminate()
+            self._connection = None
