@@ -235,7 +235,9 @@ def test_list_rejects_bad_limit_and_cursor(http: httpx.Client):
 
 
 def test_health_ok(http: httpx.Client):
-    assert http.get("/health").json() == {"status": "ok", "database": "ok"}
+    health = http.get("/health").json()
+    assert (health["status"], health["database"]) == ("ok", "ok")
+    assert health["process"]["durability"] == "log"
 
 
 def test_health_503_when_database_is_down(tmp_path):

@@ -107,6 +107,19 @@ class Hub:
         self.closing = False
         self.catch_ups = 0
 
+    def stats(self) -> dict[str, Any]:
+        """What this process did: open notes, log commits and the entries they held, saves."""
+        journal = self.journal
+        return {
+            "open_notes": len(self.rooms),
+            "durability": "log" if journal is not None and journal.durable else "debounce",
+            "log_commits": journal.commits if journal is not None else 0,
+            "log_entries": journal.written if journal is not None else 0,
+            "saves": self.saver.saves,
+            "catch_ups": self.catch_ups,
+            "listen_reconnects": getattr(self.fanout, "reconnects", 0),
+        }
+
     # --- other processes ------------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -46,6 +46,7 @@ class Saver:
         self.max_wait = max_wait
         self.retry_initial = retry_initial
         self.retry_max = retry_max
+        self.saves = 0  # snapshots written
         self._wakeups: dict[int, asyncio.Event] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -73,6 +74,7 @@ class Saver:
             if stored is None:
                 room.deleted = True
                 return None
+            self.saves += 1
             room.mark_saved(changes, rev, title, snapshot_time)
             return stored
 

@@ -89,9 +89,23 @@ class EditConflict(BaseModel):
     content: str
 
 
+class ProcessStats(BaseModel):
+    """The answering process (with ``--workers N``, one of them): what it holds and wrote."""
+
+    pid: int
+    open_notes: int
+    durability: str
+    log_commits: int = Field(description="commits of the update log (each holds many edits)")
+    log_entries: int = Field(description="updates those commits wrote")
+    saves: int = Field(description="snapshots written (compactions)")
+    catch_ups: int = Field(description="times an open note was caught up from the log")
+    listen_reconnects: int
+
+
 class Health(BaseModel):
     status: str
     database: str
+    process: ProcessStats
 
 
 class FieldError(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,8 @@ async def health(request: Request) -> HTTPResponse:
         await request.app.ctx.store.ping()
     except Exception:
         raise Problem(503, "The database does not answer.", kind="database-unavailable") from None
-    return json({"status": "ok", "database": "ok"})
+    return json({"status": "ok", "database": "ok",
+                 "process": {"pid": os.getpid(), **request.app.ctx.hub.stats()}})
 
 
 @bp.get("/")
