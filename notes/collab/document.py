@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
-from pycrdt import Doc, Text, TextEvent, TransactionEvent, get_state, merge_updates
+from pycrdt import Doc, Text, TextEvent, TransactionEvent, merge_updates
 
 from notes.collab import delta as deltas
 from notes.collab.delta import Delta, DeltaError
@@ -249,8 +249,9 @@ class LiveDocument:
         """Apply a client's delta made on ``base_rev``; return (revision, was_duplicate).
 
         The delta is transformed past every later revision, those going first at equal positions
-        (the server applied them first). A string ``ref`` already seen after ``base_rev`` marks a
-        resent edit: its original revision is returned and nothing is applied.
+        (the server applied them first). A string ``ref`` already known (applied here, or stored
+        by another process: ``remember_refs``) marks a resent edit: its original revision is
+        returned and nothing is applied.
         """
         try:
             ops = deltas.validate_delta(delta)
@@ -554,10 +555,11 @@ def missing_update(state: bytes, state_vector: bytes) -> bytes | None:
 
 
 def covers(state_vector: bytes, update: bytes) -> bool:
-    """Does a document at ``state_vector`` hold everything ``update`` holds?"""
+    """Does a document at ``state_vector`` hold every item ``update`` holds? (An update applied
+    before what it builds on waits inside the document, outside its state vector.)"""
     have = decode_state_vector(state_vector)
     return all(have.get(client, 0) >= clock
-               for client, clock in decode_state_vector(get_state(update)).items())
+               for client, clock in read_update(update).clocks.items())
 
 
 def decode_state_vector(state_vector: bytes) -> dict[int, int]:

@@ -34,6 +34,7 @@ class UpdateContents:
     origins: list[ID] = field(default_factory=list)  # items attach right after these
     right_origins: list[ID] = field(default_factory=list)  # ... and right before these
     deletes: list[tuple[int, int, int]] = field(default_factory=list)  # (client, clock, length)
+    clocks: dict[int, int] = field(default_factory=dict)  # client -> the clock after its structs
 
 
 def read_update(update: bytes) -> UpdateContents:
@@ -44,6 +45,7 @@ def read_update(update: bytes) -> UpdateContents:
         count, client, clock = reader.uint(), reader.uint(), reader.uint()
         for _ in range(count):
             clock += _read_struct(reader, client, clock, contents)
+        contents.clocks[client] = clock
     for _ in range(reader.uint()):
         client = reader.uint()
         for _ in range(reader.uint()):

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import uuid
 from collections.abc import Sequence
 
@@ -94,7 +95,7 @@ class PostgresFanout:
 
     async def _listen(self) -> None:
         connection = await asyncpg.connect(self.dsn, server_settings={
-            "application_name": "notes-listen"})
+            "application_name": f"notes-listen {os.getpid()}"})
         self._lost.clear()
         connection.add_termination_listener(lambda _connection: self._lost.set())
         await connection.add_listener(CHANNEL, self._on_notification)
