@@ -38,10 +38,12 @@ class InvalidCursor(ValueError):
 
 
 class EditTooOld(Exception):
-    def __init__(self, rev: int, content: str):
-        super().__init__("the edit's revision is older than the history the server keeps")
+    def __init__(self, rev: int, content: str, epoch: str,
+                 reason: str = "the edit's revision is older than the history the server keeps"):
+        super().__init__(reason)
         self.rev = rev
         self.content = content
+        self.epoch = epoch
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ def _check_fields(limits: NoteLimits, title: str | None, content: str | None) ->
 def _live_view(note: StoredNote, room: Room | None) -> StoredNote:
     if room is None:
         return note
-    return replace(note, title=room.title, content=room.content, rev=room.rev)
+    return replace(note, title=room.title, content=room.content, rev=room.rev,
+                   epoch=room.document.epoch)
 
 
 # --- pagination cursors ----------------------------------------------------------------------
@@ -173,18 +176,24 @@ async def delete_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
     await hub.note_deleted(note_id)
 
 
-async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list) -> Revision:
-    """``POST /notes/{id}/edits``: one edit with the socket's semantics (transform, broadcast)."""
+async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list,
+                          epoch: str | None = None) -> tuple[Revision, str]:
+    """``POST /notes/{id}/edits``: one edit with the socket's semantics (transform, broadcast);
+    the revision and the epoch it counts in. ``rev`` of another numbering (``epoch``) is 409."""
     room = await hub.acquire(note_id)
     if room is None:
         raise NoteNotFound(note_id)
     try:
+        current = room.document.epoch
+        if epoch is not None and epoch != current:
+            raise EditTooOld(room.rev, room.content, current,
+                             "the edit's revision counts in another process's numbering")
         try:
             revision = room.apply_edit(rev, delta)
         except StaleRevision as stale:
-            raise EditTooOld(room.rev, room.content) from stale
+            raise EditTooOld(room.rev, room.content, current) from stale
         await room.stored()  # answered once stored (NOTES_DURABILITY=log)
-        return revision
+        return revision, current
     finally:
         await hub.release(room)
 

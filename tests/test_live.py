@@ -334,7 +334,9 @@ async def test_post_edits_applies_transforms_and_broadcasts(server, ahttp):
         response = await ahttp.post(f"/notes/{note_id}/edits",
                                     json={"rev": rev, "delta": [{"retain": 3}, {"insert": "!"}]})
         assert response.status_code == 200, response.text
-        assert response.json() == {"rev": rev + 2, "delta": [{"retain": 4}, {"insert": "!"}]}
+        epoch = client.state.epoch
+        assert response.json() == {"rev": rev + 2, "epoch": epoch,
+                                   "delta": [{"retain": 4}, {"insert": "!"}]}
         await client.wait_for(lambda: client.rev == rev + 2)
         assert client.of_type("edit")[-1] == {"type": "edit", "rev": rev + 2, "client": None,
                                               "delta": [{"retain": 4}, {"insert": "!"}]}
@@ -348,8 +350,18 @@ async def test_post_edits_applies_transforms_and_broadcasts(server, ahttp):
         future = await ahttp.post(f"/notes/{note_id}/edits",
                                   json={"rev": rev + 50, "delta": []})
         assert future.status_code == 422, future.text
-        assert client.rev == rev + 2
-        assert (await ahttp.get(f"/notes/{note_id}")).json()["content"] == "😀abc!"
+        # A revision of another process's numbering is not taken for this one's: 409, rebase.
+        elsewhere = await ahttp.post(f"/notes/{note_id}/edits", json={
+            "rev": rev + 2, "epoch": "another", "delta": [{"insert": "?"}]})
+        assert elsewhere.status_code == 409, elsewhere.text
+        assert elsewhere.json()["rev"] == rev + 2 and elsewhere.json()["epoch"] == epoch
+        assert elsewhere.json()["content"] == "😀abc!"
+        same = await ahttp.post(f"/notes/{note_id}/edits", json={
+            "rev": rev + 2, "epoch": epoch, "delta": [{"insert": "¿"}]})
+        assert same.status_code == 200, same.text
+        assert client.rev == rev + 3
+        note = (await ahttp.get(f"/notes/{note_id}")).json()
+        assert (note["content"], note["rev"], note["epoch"]) == ("¿😀abc!", rev + 3, epoch)
     finally:
         await client.close()
 

@@ -290,13 +290,13 @@ async def test_a_resent_edit_stored_by_another_process_is_not_applied_twice(gate
     note_id = await new_note(engine, "ab")
     member = Member()
     room = await first.connect(note_id, member)
-    room.apply_edit(0, [{"retain": 1}, {"insert": "😀"}], origin=member, ref="s:1")
-    await room.stored()
-    # The ack was lost: the client reconnects to another process, which had loaded the note
-    # before the edit arrived there (and misses its notification).
+    # Another process has the note open, and will miss the edit's notification.
     second = await processes.start()
     processes.bus.members.remove(second.fanout)
     other = await second.acquire(note_id)
+    room.apply_edit(0, [{"retain": 1}, {"insert": "😀"}], origin=member, ref="s:1")
+    await room.stored()
+    # The ack was lost: the client reconnects to that other process.
     other.apply_edit(0, [{"retain": 2}, {"insert": "c"}])  # someone typed there meanwhile
     client = Member("client")
     other.join(client)
@@ -331,3 +331,26 @@ async def test_after_a_listen_gap_every_open_note_catches_up(engine):
         assert [r.content for r in replicas] == ["0:漢😀", "1:漢😀", "2:漢😀"]
     finally:
         await processes.stop()
+
+
+async def test_an_unsaved_log_shows_in_get_and_is_compacted_when_overdue(gated, engine):
+    processes, _ = gated
+    dead = await processes.start()
+    note_id = await new_note(engine, "saved ")
+    member = Member()
+    room = await dead.connect(note_id, member)
+    insert_at_end(room, member, "then acknowledged 😀", ref="d:1")
+    await room.stored()
+    # The process dies here: its edit is only in the log.
+    store = NoteStore(engine)
+    assert (await store.get(note_id)).content == "saved then acknowledged 😀"
+    survivor = await processes.start()
+    assert note_id not in await survivor.compact_stale_logs()  # not overdue yet
+    survivor.limits = HubLimits(max_wait=0)  # overdue at once
+    assert note_id in await survivor.compact_stale_logs()
+    assert await log_rows(engine, note_id) == 0
+    row = await store.load_live(note_id)
+    assert row.note.content == yjs_text(row.yjs_state) == "saved then acknowledged 😀"
+    assert row.refs == ["d:1"]
+    listed = [n for n in await store.list(query="acknowledged", limit=10) if n.id == note_id]
+    assert listed and listed[0].content == "saved then acknowledged 😀"

@@ -16,9 +16,8 @@ import logging
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
-
-from pycrdt import merge_updates
 
 from notes.collab.document import LiveDocument, load_client_id, merge_snapshot, missing_update
 from notes.collab.fanout import Fanout, Published
@@ -46,6 +45,9 @@ class DocumentStore(Protocol):
 
     async def ref_stored(self, note_id: uuid.UUID, ref: str) -> bool:
         """Is an update with this client ref stored?"""
+
+    async def stale_logs(self, age: float) -> list[uuid.UUID]:
+        """Notes with log rows older than ``age`` seconds."""
 
 
 class HubClosed(RuntimeError):
@@ -83,6 +85,7 @@ def save_task_name(note_id: uuid.UUID) -> str:
 
 JOURNAL_TASK = "notes.journal"
 RECEIVE_TASK = "notes.fanout"
+COMPACT_TASK = "notes.compact"
 
 
 class Hub:
@@ -130,6 +133,38 @@ class Hub:
         await self.fanout.start(self._inbox.put_nowait, self.catch_up_all)
         self.tasks.start(JOURNAL_TASK, self.journal.run())
         self.tasks.start(RECEIVE_TASK, self._receive_all())
+        self.tasks.start(COMPACT_TASK, self._compact_stale_logs_forever())
+
+    # --- logs nobody compacts -------------------------------------------------------------------
+
+    @property
+    def stale_log_age(self) -> float:
+        """Log rows older than this were left by a process that died (a live one saves sooner)."""
+        return 3 * self.limits.max_wait
+
+    async def compact_stale_logs(self) -> list[uuid.UUID]:
+        """Compact the logs of notes not open here whose rows are overdue (their process died):
+        listings and search then show them. Safe beside a live holder: a save merges. Returns
+        the notes compacted."""
+        compacted = []
+        for note_id in await self.store.stale_logs(self.stale_log_age):
+            if note_id in self.rooms or note_id in self._loading:
+                continue  # our own saver's
+            await self.store.save(note_id, rev=None, merge=partial(merge_snapshot, note_id))
+            compacted.append(note_id)
+        if compacted:
+            log.info("compacted the logs of %d notes left by another process", len(compacted))
+        return compacted
+
+    async def _compact_stale_logs_forever(self) -> None:
+        while True:
+            try:
+                await self.compact_stale_logs()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("compacting stale logs failed")
+            await asyncio.sleep(self.limits.max_wait)
 
     async def _publish(self, entries: list[LogEntry]) -> None:
         assert self.fanout is not None and self.journal is not None
@@ -281,23 +316,23 @@ class Hub:
         if stored is None:
             return None
         note = stored.note
+        state, content, title = stored.yjs_state, note.content, note.title
+        log_tail = list(stored.log)
+        if log_tail:  # stored since the snapshot, by a process that has not compacted it yet
+            state, content, title = merge_snapshot(note_id, state, content, title, log_tail)
         # The stored text wins over a Yjs state that lacks or disagrees with it (a row written by
         # REST create, or by something that doesn't know Yjs): LiveDocument writes it in, the
         # same way on every load.
         document = LiveDocument(
-            content=note.content,
-            title=note.title,
+            content=content,
+            title=title,
             rev=note.rev,
-            state=stored.yjs_state,
+            state=state,
             history_limit=self.limits.history_limit,
             max_length=self.limits.max_length,
             load_client_id=load_client_id(note_id),
         )
-        log_tail = list(getattr(stored, "log", ()) or ())
-        if log_tail:  # stored since the snapshot (by a process that has not compacted it)
-            document.apply_update(merge_updates(*log_tail) if len(log_tail) > 1 else log_tail[0],
-                                  client=None, stored=True)
-        document.remember_refs(list(getattr(stored, "refs", ()) or ()))
+        document.remember_refs(list(stored.refs))
         room = Room(note_id, document, max_title=self.limits.max_title,
                     write=self._writer(note_id))
         room.subscribe(self.saver.observe)

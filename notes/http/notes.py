@@ -253,23 +253,25 @@ async def delete_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     "revision `rev`, is transformed past later revisions and applied. See the live protocol.",
     parameter=[NOTE_ID],
     body=json_body(EditRequest, "The base revision and the delta."),
-    response=[ok(EditApplied), ok(EditConflict, 409, "`rev` is older than the history kept: "
-                                  "rebase onto `content` at `rev`.", "application/problem+json"),
+    response=[ok(EditApplied), ok(EditConflict, 409, "`rev` is older than the history kept, or "
+                                  "counts in another `epoch`: rebase onto `content` at `rev`.",
+                                  "application/problem+json"),
               *problems(400, 404, 413, 415, 422)],
     tag="live",
 )
 async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     body = parse_body(request, EditRequest)
     try:
-        revision = await use_cases.apply_http_edit(_ctx(request).hub, note_id, body.rev,
-                                                   body.delta_ops())
+        revision, epoch = await use_cases.apply_http_edit(_ctx(request).hub, note_id, body.rev,
+                                                          body.delta_ops(), body.epoch)
     except use_cases.NoteNotFound:
         raise _not_found() from None
     except use_cases.EditTooOld as stale:
         raise Problem(409, str(stale), kind="stale-revision",
-                      extra={"rev": stale.rev, "content": stale.content}) from None
+                      extra={"rev": stale.rev, "epoch": stale.epoch,
+                             "content": stale.content}) from None
     except EditRejected as rejected:
         raise Problem(422, rejected.message, kind=rejected.code.replace("_", "-"),
                       errors=[{"loc": ["delta"], "msg": rejected.message,
                                "type": rejected.code}]) from None
-    return json_response({"rev": revision.rev, "delta": revision.delta})
+    return json_response({"rev": revision.rev, "epoch": epoch, "delta": revision.delta})

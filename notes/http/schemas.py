@@ -50,6 +50,11 @@ class Delete(_Strict):
 
 class EditRequest(_Strict):
     rev: int = Field(ge=0, description="The revision the delta was made on.")
+    epoch: str | None = Field(
+        default=None, max_length=64,
+        description="The `epoch` that `rev` counts in (from the note or an earlier edit). "
+                    "Revision numbers belong to one server process; another process answers "
+                    "409 so that the client rebases.")
     delta: list[Retain | Insert | Delete] = Field(
         description="The change, in code points; it must fit the text of revision `rev`."
     )
@@ -63,6 +68,10 @@ class NoteOut(BaseModel):
     title: str
     content: str
     rev: int = Field(description="The live-editing revision of the content.")
+    epoch: str | None = Field(
+        default=None,
+        description="Names the numbering `rev` counts in: the answering process's live copy "
+                    "(null when the note is not open for live editing).")
     version: int = Field(description="Changes whenever the stored note changes.")
     created_at: datetime
     updated_at: datetime
@@ -77,6 +86,7 @@ class NotePage(BaseModel):
 
 class EditApplied(BaseModel):
     rev: int
+    epoch: str
     delta: list[dict[str, Any]] = Field(description="The delta as applied (after transformation).")
 
 
@@ -86,6 +96,7 @@ class EditConflict(BaseModel):
     status: int
     detail: str
     rev: int
+    epoch: str
     content: str
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     literal_column,
@@ -22,6 +24,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notes.collab.document import merge_snapshot
 from notes.collab.journal import LogEntry
 from notes.collab.saver import SaveRejected
 from notes.store.models import SEARCH_CONFIG, Note, NoteUpdate
@@ -53,6 +56,7 @@ class StoredNote:
     version: int
     created_at: datetime
     updated_at: datetime
+    epoch: str | None = None  # the live copy's revision numbering, when answered live
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,8 @@ _CREATE = (
             content=bindparam("new_content"))
     .returning(*_PUBLIC_COLUMNS)
 )
-_GET = select(*_PUBLIC_COLUMNS).where(_BY_ID)
 _LOG_OF_NOTE = log_table.c.note_id == notes_table.c.id
+_GET = select(*_PUBLIC_COLUMNS, exists().where(_LOG_OF_NOTE).label("has_log")).where(_BY_ID)
 # One statement, so one snapshot: a compaction between reading the row and its log cannot hide
 # updates from both.
 _LOAD_LIVE = select(
@@ -126,6 +130,10 @@ _READ_LOG = (select(log_table.c.id, log_table.c.update, log_table.c.ref)
              .where(log_table.c.note_id == bindparam("note_id")).order_by(log_table.c.id))
 _DROP_LOG = delete(log_table).where(log_table.c.id.in_(bindparam("ids", expanding=True)))
 _READ_UPDATE = select(log_table.c.update).where(log_table.c.id == bindparam("log_id"))
+_STALE_LOGS = text(
+    "SELECT note_id FROM note_updates GROUP BY note_id"
+    " HAVING min(created_at) < clock_timestamp() - make_interval(secs => :age)"
+)
 _REF_STORED = text(
     "SELECT EXISTS (SELECT 1 FROM note_updates WHERE note_id = :note_id AND ref = :ref)"
     " OR COALESCE((SELECT refs ? :ref FROM notes WHERE id = :note_id), false)"
@@ -138,7 +146,7 @@ _SAVE = (
     .values(
         title=bindparam("new_title"),
         content=bindparam("new_content"),
-        rev=bindparam("new_rev"),
+        rev=func.coalesce(bindparam("new_rev", type_=BigInteger), notes_table.c.rev),
         yjs_state=bindparam("new_yjs_state"),
         refs=bindparam("new_refs", type_=notes_table.c.refs.type),
         version=notes_table.c.version + 1,
@@ -180,8 +188,19 @@ class NoteStore:
         return _stored(row)
 
     async def get(self, note_id: uuid.UUID) -> StoredNote | None:
+        """The stored note: its snapshot, with the log's updates since merged in if there are
+        any (a process acknowledged them and has not compacted them yet, or died)."""
         row = await self._one(_GET, note_id=note_id)
-        return None if row is None else _stored(row)
+        if row is None:
+            return None
+        if not row.has_log:
+            return _stored(row)
+        live = await self.load_live(note_id)
+        if live is None:
+            return None
+        _, content, title = merge_snapshot(note_id, live.yjs_state, live.note.content,
+                                           live.note.title, live.log)
+        return replace(live.note, content=content, title=title)
 
     async def load_live(self, note_id: uuid.UUID) -> LiveState | None:
         row = await self._one(_LOAD_LIVE, note_id=note_id)
@@ -206,11 +225,12 @@ class NoteStore:
         self,
         note_id: uuid.UUID,
         *,
-        rev: int,
+        rev: int | None,
         merge: Merge,
     ) -> StoredNote | None:
         """Compact: store ``merge`` of the snapshot, its log and the replica as the new snapshot
-        and drop the log rows merged, in one transaction; None if the note is gone.
+        and drop the log rows merged, in one transaction; None if the note is gone. ``rev``
+        None keeps the stored one.
 
         The snapshot row is locked while merging, so two processes saving at once each merge
         what the other stored: text is never reverted.
@@ -272,6 +292,12 @@ class NoteStore:
         """One log row's update (None: compacted away since)."""
         row = await self._one(_READ_UPDATE, log_id=log_id)
         return None if row is None else row.update
+
+    async def stale_logs(self, age: float) -> list[uuid.UUID]:
+        """Notes with log rows older than ``age`` seconds: left by a process that died, or
+        whose saves fail."""
+        async with self.reader.connect() as connection:
+            return list((await connection.execute(_STALE_LOGS, {"age": age})).scalars())
 
     async def ref_stored(self, note_id: uuid.UUID, ref: str) -> bool:
         """Is an update with this client ref stored (in the log or compacted)?"""
