@@ -354,3 +354,64 @@ async def test_an_unsaved_log_shows_in_get_and_is_compacted_when_overdue(gated, 
     assert row.refs == ["d:1"]
     listed = [n for n in await store.list(query="acknowledged", limit=10) if n.id == note_id]
     assert listed and listed[0].content == "saved then acknowledged 😀"
+
+
+# --- the PostgreSQL fan-out, in this process ----------------------------------------------------
+
+
+@pytest.fixture
+async def postgres_hubs(engine, database_url) -> AsyncIterator[list]:
+    from notes.store.fanout import PostgresFanout
+
+    started: list[tuple[Hub, AsyncioTasks]] = []
+
+    async def start(durable: bool = True) -> Hub:
+        store = NoteStore(engine)
+        tasks = AsyncioTasks()
+        hub = Hub(store, tasks, LIMITS, fanout=PostgresFanout(store, database_url),
+                  durable=durable)
+        await hub.start()
+        started.append((hub, tasks))
+        return hub
+
+    yield start
+    for hub, tasks in started:
+        await hub.fanout.stop()
+        for task in tasks.tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.tasks.values(), return_exceptions=True)
+
+
+async def test_large_updates_travel_by_log_id_and_deletion_reaches_every_process(
+        postgres_hubs, engine):
+    writer, reader = await postgres_hubs(), await postgres_hubs()
+    note_id = await new_note(engine, "small")
+    author, follower = Member("author"), Member("follower")
+    room = await writer.connect(note_id, author)
+    replica = await reader.connect(note_id, follower)
+    big = "漢字😀é" * 3000  # ~36 KB of UTF-8: too large for a notification's payload
+    insert_at_end(room, author, big, ref="a:big")
+    insert_at_end(room, author, "!", ref="a:small")
+    await room.stored()
+    await wait_for(lambda: replica.content == "small" + big + "!", 5, "the large update")
+    assert replica.document.knows_ref("a:big") and replica.document.knows_ref("a:small")
+    # Deleting on one process closes the note's sockets on the others too.
+    assert await NoteStore(engine).delete(note_id)
+    await writer.note_deleted(note_id)
+    await wait_for(lambda: follower.of_type("deleted"), 5, "the deletion on the other process")
+    assert note_id not in reader.rooms
+
+
+async def test_debounce_acks_at_once_and_still_reaches_other_processes_without_log_rows(
+        postgres_hubs, engine):
+    writer, reader = await postgres_hubs(durable=False), await postgres_hubs(durable=False)
+    note_id = await new_note(engine)
+    author, follower = Member("author"), Member("follower")
+    room = await writer.connect(note_id, author)
+    replica = await reader.connect(note_id, follower)
+    for i, chars in enumerate("é漢😀"):
+        insert_at_end(room, author, chars, ref=f"a:{i}")
+    assert [m["rev"] for m in author.of_type("ack")] == [1, 2, 3]  # at once, not stored yet
+    await wait_for(lambda: replica.content == "é漢😀", 5, "the notifications")
+    assert await log_rows(engine, note_id) == 0
+    assert writer.journal.commits >= 1 and writer.stats()["durability"] == "debounce"
