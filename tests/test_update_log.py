@@ -415,3 +415,20 @@ async def test_debounce_acks_at_once_and_still_reaches_other_processes_without_l
     await wait_for(lambda: replica.content == "é漢😀", 5, "the notifications")
     assert await log_rows(engine, note_id) == 0
     assert writer.journal.commits >= 1 and writer.stats()["durability"] == "debounce"
+
+
+async def test_a_note_deleted_with_changes_queued_does_not_hold_up_the_others(gated, engine):
+    processes, store = gated
+    hub = await processes.start()
+    doomed, kept = await new_note(engine), await new_note(engine)
+    author = Member()
+    rooms = [await hub.connect(doomed, author), await hub.connect(kept, author)]
+    store.gate.clear()
+    insert_at_end(rooms[0], author, "gone", ref="g:1")
+    insert_at_end(rooms[1], author, "kept", ref="k:1")
+    assert await NoteStore(engine).delete(doomed)
+    store.gate.set()
+    await wait_for(lambda: any(m["ref"] == "k:1" for m in author.of_type("ack")), 5,
+                   "the other note's ack")
+    assert await log_rows(engine, kept) == 1 and await log_rows(engine, doomed) == 0
+    assert hub.journal.pending == 0

@@ -262,8 +262,9 @@ class NoteStore:
 
     async def append_updates(self, entries: Sequence[LogEntry],
                              notify: Callable[[Sequence[LogEntry], list[int]], list[str]]
-                             | None = None, channel: str = "") -> list[int]:
-        """Store ``entries`` in the log in one commit; their ids, in order.
+                             | None = None, channel: str = "") -> list[int | None]:
+        """Store ``entries`` in the log in one commit; their ids, in order (None: the note was
+        deleted meanwhile, and the entry dropped, so that it does not fail the others).
 
         ``notify`` makes the notifications (one payload per entry, given the ids), sent on
         ``channel`` in the same transaction: PostgreSQL delivers them at its commit.
@@ -271,16 +272,21 @@ class NoteStore:
         async with self.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
             async with raw.transaction():
+                alive = {row["id"] for row in await raw.fetch(
+                    "SELECT id FROM notes WHERE id = ANY($1::uuid[])",
+                    list({entry.note_id for entry in entries}))}
+                kept = [entry for entry in entries if entry.note_id in alive]
                 rows = await raw.fetch(
                     "INSERT INTO note_updates (note_id, update, ref)"
                     " SELECT note_id, update, ref FROM unnest($1::uuid[], $2::bytea[], $3::text[])"
                     " WITH ORDINALITY AS t(note_id, update, ref, n) ORDER BY n RETURNING id",
-                    [entry.note_id for entry in entries], [entry.update for entry in entries],
-                    [entry.ref for entry in entries])
-                ids = [row["id"] for row in rows]
-                if notify is not None:
-                    await raw.execute(_NOTIFY_ALL, channel, notify(entries, ids))
-        return ids
+                    [entry.note_id for entry in kept], [entry.update for entry in kept],
+                    [entry.ref for entry in kept])
+                kept_ids = [row["id"] for row in rows]
+                if notify is not None and kept:
+                    await raw.execute(_NOTIFY_ALL, channel, notify(kept, kept_ids))
+        ids = iter(kept_ids)
+        return [next(ids) if entry.note_id in alive else None for entry in entries]
 
     async def notify(self, channel: str, payloads: list[str]) -> None:
         """Send notifications without storing anything (one commit)."""
