@@ -64,6 +64,8 @@ class Saver:
         async with self._lock(room):
             if not room.dirty or room.deleted:
                 return None
+            # The log rows of the changes so far first: the compaction then removes them.
+            await room.stored()
             changes, rev, title = room.document.changes, room.rev, room.title
             snapshot_time = time.monotonic()
             try:
