@@ -122,6 +122,14 @@ async def gated(engine) -> AsyncIterator[tuple[Processes, GatedStore]]:
     await processes.stop()
 
 
+@pytest.fixture
+async def dropping(engine) -> AsyncIterator[tuple[Processes, DroppingBus]]:
+    bus = DroppingBus(NoteStore(engine))
+    processes = Processes(engine, bus)
+    yield processes, bus
+    await processes.stop()
+
+
 async def new_note(engine, content: str = "") -> uuid.UUID:
     return (await NoteStore(engine).create("log", content)).id
 
@@ -257,31 +265,27 @@ async def test_two_processes_saving_at_once_never_revert_text(engine):
 # --- between processes ---------------------------------------------------------------------------
 
 
-async def test_a_missed_update_is_caught_up_from_the_log(engine):
-    bus = DroppingBus(NoteStore(engine))
-    processes = Processes(engine, bus)
-    try:
-        writer, reader = await processes.start(), await processes.start()
-        note_id = await new_note(engine, "x")
-        author, follower = Member("author"), Member("follower")
-        room = await writer.connect(note_id, author)
-        replica = await reader.connect(note_id, follower)
-        insert_at_end(room, author, "1", ref="a:1")
-        await room.stored()
-        await wait_for(lambda: replica.content == "x1", 5, "the first update")
-        bus.drop_next = 1  # the notification of the next update is lost
-        insert_at_end(room, author, "2", ref="a:2")
-        await room.stored()
-        insert_at_end(room, author, "3", ref="a:3")  # builds on the lost one
-        await room.stored()
-        await wait_for(lambda: replica.content == "x123", 5, "the catch-up")
-        assert bus.dropped == 1 and reader.catch_ups >= 1
-        assert replica.document.knows_ref("a:2")
-        # The follower heard of all of it, in order, as edits.
-        texts = [m for m in follower.of_type("edit")]
-        assert texts and follower.of_type("edit")[-1]["rev"] == replica.rev
-    finally:
-        await processes.stop()
+async def test_a_missed_update_is_caught_up_from_the_log(dropping, engine):
+    processes, bus = dropping
+    writer, reader = await processes.start(), await processes.start()
+    note_id = await new_note(engine, "x")
+    author, follower = Member("author"), Member("follower")
+    room = await writer.connect(note_id, author)
+    replica = await reader.connect(note_id, follower)
+    insert_at_end(room, author, "1", ref="a:1")
+    await room.stored()
+    await wait_for(lambda: replica.content == "x1", 5, "the first update")
+    bus.drop_next = 1  # the notification of the next update is lost
+    insert_at_end(room, author, "2", ref="a:2")
+    await room.stored()
+    insert_at_end(room, author, "3", ref="a:3")  # builds on the lost one
+    await room.stored()
+    await wait_for(lambda: replica.content == "x123", 5, "the catch-up")
+    assert bus.dropped == 1 and reader.catch_ups >= 1
+    assert replica.document.knows_ref("a:2")
+    # The follower heard of all of it, in order, as edits.
+    edits = follower.of_type("edit")
+    assert edits and edits[-1]["rev"] == replica.rev
 
 
 async def test_a_resent_edit_stored_by_another_process_is_not_applied_twice(gated, engine):
@@ -309,28 +313,24 @@ async def test_a_resent_edit_stored_by_another_process_is_not_applied_twice(gate
     await second.release(other)
 
 
-async def test_after_a_listen_gap_every_open_note_catches_up(engine):
+async def test_after_a_listen_gap_every_open_note_catches_up(dropping, engine):
     # The last updates before the gap ended are lost and nothing later builds on them: only the
     # catch-up that follows a reconnect (``catch_up_all``) can bring them.
-    bus = DroppingBus(NoteStore(engine))
-    processes = Processes(engine, bus)
-    try:
-        writer, reader = await processes.start(), await processes.start()
-        notes = [await new_note(engine, f"{i}:") for i in range(3)]
-        authors = [Member(f"a{i}") for i in range(3)]
-        rooms = [await writer.connect(n, a) for n, a in zip(notes, authors, strict=True)]
-        replicas = [await reader.connect(n, Member()) for n in notes]
-        bus.drop_next = 3
-        for room, author in zip(rooms, authors, strict=True):
-            insert_at_end(room, author, "漢😀")
-        for room in rooms:
-            await room.stored()
-        assert bus.dropped == 3
-        assert [r.content for r in replicas] == ["0:", "1:", "2:"]
-        await reader.catch_up_all()
-        assert [r.content for r in replicas] == ["0:漢😀", "1:漢😀", "2:漢😀"]
-    finally:
-        await processes.stop()
+    processes, bus = dropping
+    writer, reader = await processes.start(), await processes.start()
+    notes = [await new_note(engine, f"{i}:") for i in range(3)]
+    authors = [Member(f"a{i}") for i in range(3)]
+    rooms = [await writer.connect(n, a) for n, a in zip(notes, authors, strict=True)]
+    replicas = [await reader.connect(n, Member()) for n in notes]
+    bus.drop_next = 3
+    for room, author in zip(rooms, authors, strict=True):
+        insert_at_end(room, author, "漢😀")
+    for room in rooms:
+        await room.stored()
+    assert bus.dropped == 3
+    assert [r.content for r in replicas] == ["0:", "1:", "2:"]
+    await reader.catch_up_all()
+    assert [r.content for r in replicas] == ["0:漢😀", "1:漢😀", "2:漢😀"]
 
 
 async def test_an_unsaved_log_shows_in_get_and_is_compacted_when_overdue(gated, engine):
