@@ -6,9 +6,11 @@ import asyncio
 import os
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from notes.store.database import make_engine
+from notes.store.migrate import MIGRATION_LOCK
 from notes.store.models import Base
 
 target_metadata = Base.metadata
@@ -24,10 +26,12 @@ def database_url() -> str:
     return url
 
 
+
 def run_with(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       compare_type=True)
     with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

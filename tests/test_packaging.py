@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -33,19 +35,65 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert script.rstrip().endswith('exec .venv/bin/python -m pytest "$@"')
 
 
-def test_compose_has_postgres_with_healthcheck_and_app_waiting_for_it():
+def test_compose_has_postgres_and_two_instances_each_waiting_for_it():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    db, app = compose["services"]["db"], compose["services"]["app"]
+    db = compose["services"]["db"]
     assert db["image"] == "postgres:16"
     assert "pg_isready" in " ".join(db["healthcheck"]["test"])
-    assert app["depends_on"]["db"]["condition"] == "service_healthy"
-    url = app["environment"]["NOTES_DATABASE_URL"]
     user, password, db_name = (db["environment"][k] for k in
                                ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"))
-    assert url == f"postgresql://{user}:{password}@db:5432/{db_name}"
-    assert "8000:8000" in app["ports"]
-    assert app["environment"]["NOTES_HOST"] == "0.0.0.0"
-    assert app["build"] == "."
+    for name, port in (("app1", 8000), ("app2", 8001)):
+        app = compose["services"][name]
+        assert app["depends_on"]["db"]["condition"] == "service_healthy"
+        environment = app["environment"]
+        assert environment["NOTES_DATABASE_URL"] == (
+            f"postgresql://{user}:{password}@db:5432/{db_name}")
+        assert (environment["NOTES_HOST"], environment["NOTES_PORT"]) == ("0.0.0.0", str(port))
+        assert f"{port}:{port}" in app["ports"]
+        assert f"127.0.0.1:{port}/health" in " ".join(app["healthcheck"]["test"])
+        assert app["build"] == "."
+
+
+def test_instances_starting_together_migrate_one_at_a_time(tmp_path):
+    """Two instances on an empty database each migrate it: the second waits for the first (an
+    advisory lock), then finds nothing to do, instead of racing it into an error."""
+    import asyncpg
+
+    from notes.store.database import asyncpg_dsn
+    from notes.store.embedded import EmbeddedPostgres
+    from notes.store.migrate import MIGRATION_LOCK
+
+    embedded = EmbeddedPostgres(tmp_path)
+    url = embedded.start()
+
+    def migrate() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "notes", "migrate"],
+                                env={**os.environ, "NOTES_DATABASE_URL": url},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    async def holding_the_lock() -> None:
+        first = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await first.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            waiting = migrate()
+            deadline = time.monotonic() + 30
+            while not await first.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+                assert waiting.poll() is None, waiting.communicate()[0]
+                assert time.monotonic() < deadline, "the migration never waited for the lock"
+                await asyncio.sleep(0.05)
+            assert waiting.poll() is None  # it waits while another instance migrates
+            again = migrate()
+        finally:
+            await first.close()  # the lock goes with the connection
+        for migration in (waiting, again):
+            output, _ = migration.communicate(timeout=120)
+            assert migration.returncode == 0, output
+
+    try:
+        asyncio.run(holding_the_lock())
+    finally:
+        embedded.delete()
 
 
 def test_dockerfile_installs_and_serves():

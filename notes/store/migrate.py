@@ -7,6 +7,10 @@ from importlib import resources
 from alembic import command
 from alembic.config import Config
 
+# Instances starting together each migrate: one at a time, under this advisory lock (the others
+# then find nothing to do).
+MIGRATION_LOCK = 0x6E6F746573  # "notes"
+
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
