@@ -12,6 +12,7 @@ the snapshot plus its log; a save compacts the log into the snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable
@@ -86,6 +87,7 @@ def save_task_name(note_id: uuid.UUID) -> str:
 JOURNAL_TASK = "notes.journal"
 RECEIVE_TASK = "notes.fanout"
 COMPACT_TASK = "notes.compact"
+GREETING_WAIT = 2.0  # seconds a greeting waits for the commit of what it shows
 
 
 class Hub:
@@ -275,8 +277,16 @@ class Hub:
     async def connect(self, note_id: uuid.UUID, member: Member,
                       since: Any = None) -> Room | None:
         room = await self.acquire(note_id)
-        if room is not None:
-            room.join(member, since)
+        if room is None:
+            return None
+        # The greeting shows the text: what it holds should be stored first (see Room). Under a
+        # steady stream of changes, or with the database away, it goes ahead after a while.
+        for _ in range(3):
+            if not room.unstored:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(room.stored(), GREETING_WAIT)
+        room.join(member, since)
         return room
 
     async def disconnect(self, room: Room, member: Member) -> None:

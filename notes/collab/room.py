@@ -73,9 +73,13 @@ Write = Callable[[bytes, Any], "asyncio.Future[None] | None"]
 class Room:
     """One open note. Every change goes through here, so every member sees it exactly once.
 
-    With ``write``, every change made here is stored in the update log, and the member that made
-    it hears of it (its ``ack``) only once it is stored; until then, later frames for that member
-    wait behind the ack, so that it hears of everything in order. Everyone else hears at once.
+    With ``write``, every change made here is stored in the update log, and nobody hears of it
+    before it is stored: its author's ``ack`` means stored, and no other client can keep a change
+    the server may yet lose (a Yjs client would upload it again after a crash, and the author,
+    never acknowledged, would resend it: twice). Later frames for a member wait behind the held
+    ones, so that everyone hears of everything in order. The exception is a Yjs client's own
+    update, which goes on at once: its items are its own, and after a crash it sends them again
+    itself, as the same items.
     """
 
     def __init__(self, note_id: uuid.UUID, document: LiveDocument, *, max_title: int,
@@ -85,8 +89,8 @@ class Room:
         self.max_title = max_title
         self.write = write
         self.members: dict[str, Member] = {}
-        # Frames waiting for a member's own change to be stored: (stored, frame), in order.
-        self._held: dict[str, deque[tuple[asyncio.Future[None] | None, Frame]]] = {}
+        # Frames waiting for a change to be stored, per member: (stored, frame), in order.
+        self._held: dict[str, tuple[Member, deque[tuple[asyncio.Future[None] | None, Frame]]]] = {}
         self._last_write: asyncio.Future[None] | None = None
         self._unstored_refs: dict[str, asyncio.Future[None]] = {}
         self.cursors: dict[str, dict | None] = {}
@@ -141,14 +145,17 @@ class Room:
         self.observers.append(observer)
 
     def emit(self, event: Event, origin: Member | None = None,
-             stored: asyncio.Future[None] | None = None) -> None:
-        """Send ``event`` to every member (encoded once per codec) and every observer; the
-        origin's own frame waits for ``stored``."""
+             stored: asyncio.Future[None] | None = None, *, hold_all: bool = True) -> None:
+        """Send ``event`` to every member (encoded once per codec) and every observer. Frames
+        wait for ``stored``: the origin's own, and with ``hold_all`` everyone's."""
         if isinstance(event, CHANGES):
             now = time.monotonic()
             self.last_change = now
             if self.first_unsaved is None:
                 self.first_unsaved = now
+        if stored is not None and stored.done():
+            stored = None
+        others = stored if hold_all else None
         frames: dict[Codec, Frame | None] = {}
         for member in list(self.members.values()):
             if member is origin:
@@ -159,42 +166,38 @@ class Room:
             else:
                 frame = frames[codec] = codec.encode(event)
             if frame is not None:
-                self._send(member, frame)
+                self._send(member, frame, others)
         if origin is not None:
             self._tell_origin(origin, event, stored)
+        if stored is not None:
+            stored.add_done_callback(self._release)
         for observer in self.observers:
             observer(self, event)
 
-    def _send(self, member: Member, frame: Frame) -> None:
+    def _send(self, member: Member, frame: Frame,
+              stored: asyncio.Future[None] | None = None) -> None:
+        """Send now, or hold the frame behind ``stored`` and the member's earlier held frames."""
         held = self._held.get(member.id)
         if held is None:
-            member.send(frame)
-        else:
-            held.append((None, frame))
+            if stored is None:
+                member.send(frame)
+                return
+            held = self._held[member.id] = (member, deque())
+        held[1].append((stored, frame))
 
     def _tell_origin(self, origin: Member, event: Event,
                      stored: asyncio.Future[None] | None = None) -> None:
         own = origin.codec.encode_own(event)
-        if own is None:
-            return
-        if stored is None or stored.done():
-            self._send(origin, own)
-            return
-        held = self._held.get(origin.id)
-        if held is None:
-            held = self._held[origin.id] = deque()
-        held.append((stored, own))
-        stored.add_done_callback(lambda _: self._release(origin))
+        if own is not None:
+            self._send(origin, own, stored)
 
-    def _release(self, member: Member) -> None:
-        """Send a member's held frames up to the first whose change is not stored yet."""
-        held = self._held.get(member.id)
-        if held is None:
-            return
-        while held and (held[0][0] is None or held[0][0].done()):
-            member.send(held.popleft()[1])
-        if not held:
-            del self._held[member.id]
+    def _release(self, _stored: object = None) -> None:
+        """A change is stored: send every member's held frames up to the first not stored."""
+        for member_id, (member, held) in list(self._held.items()):
+            while held and (held[0][0] is None or held[0][0].done()):
+                member.send(held.popleft()[1])
+            if not held:
+                del self._held[member_id]
 
     def _store(self, update: bytes | None, ref: Any = None) -> asyncio.Future[None] | None:
         """Write a change made here to the update log (if the room has one)."""
@@ -207,6 +210,11 @@ class Room:
                 self._unstored_refs[ref] = stored
                 stored.add_done_callback(lambda _: self._unstored_refs.pop(ref, None))
         return stored
+
+    @property
+    def unstored(self) -> bool:
+        """Is a change made here still waiting for its commit?"""
+        return self._last_write is not None and not self._last_write.done()
 
     async def stored(self) -> None:
         """Wait until every change made here so far is stored (the log commits in order)."""
@@ -253,7 +261,10 @@ class Room:
         event = self._event_of(revision)
         if duplicate:  # a resent edit: only its origin hears of it (its ack) again
             if origin is not None:
-                self._tell_origin(origin, event, self._unstored_refs.get(ref))
+                stored = self._unstored_refs.get(ref)
+                self._tell_origin(origin, event, stored)
+                if stored is not None:
+                    stored.add_done_callback(self._release)
             return revision
         self._revision_applied(event, origin, self._store(event.update, ref))
         return revision
@@ -288,8 +299,9 @@ class Room:
             return
         title = self.document.title
         repaired = storable(title, self.max_title) if applied.title_changed else title
+        # (a Yjs client's update goes on at once: see the class)
         self._updated(applied, update, origin, self._store(update),
-                      tell_title=applied.title_changed and repaired == title)
+                      tell_title=applied.title_changed and repaired == title, hold_all=False)
         if repaired != title:
             self.set_title(repaired)  # the server's own change: every member hears of it
 
@@ -308,19 +320,21 @@ class Room:
         return covers(self.document.state_vector(), update)
 
     def _updated(self, applied: UpdateApplied, update: bytes, origin: Member | None,
-                 stored: asyncio.Future[None] | None, *, tell_title: bool) -> None:
+                 stored: asyncio.Future[None] | None, *, tell_title: bool,
+                 hold_all: bool = True) -> None:
         """Tell of what a Yjs update did: one event carries the update to the Yjs members."""
         origin_id = origin.id if origin else None
         forwarded = False
         if applied.revision is not None:
-            self._revision_applied(self._event_of(applied.revision, update), origin, stored)
+            self._revision_applied(self._event_of(applied.revision, update), origin, stored,
+                                   hold_all=hold_all)
             forwarded = True
         if tell_title:
             self.emit(TitleChanged(self.document.title, None if forwarded else update,
-                                   origin_id), origin, stored)
+                                   origin_id), origin, stored, hold_all=hold_all)
             forwarded = True
         if not forwarded:
-            self.emit(StateChanged(update, origin_id), origin, stored)
+            self.emit(StateChanged(update, origin_id), origin, stored, hold_all=hold_all)
 
     def _event_of(self, revision: Revision, update: bytes | None = None) -> RevisionApplied:
         """The event of a revision; its Yjs update is the document's last unless given."""
@@ -328,9 +342,10 @@ class Room:
                                revision.client, revision.ref)
 
     def _revision_applied(self, event: RevisionApplied, origin: Member | None,
-                          stored: asyncio.Future[None] | None = None) -> None:
+                          stored: asyncio.Future[None] | None = None, *,
+                          hold_all: bool = True) -> None:
         self._move_cursors(event.delta)
-        self.emit(event, origin, stored)
+        self.emit(event, origin, stored, hold_all=hold_all)
 
     # --- presence ------------------------------------------------------------------------------
 

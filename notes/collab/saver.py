@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -119,11 +120,14 @@ class Saver:
                 return
 
     async def _quiet_period(self, room: Room) -> None:
+        # Notes opened and typed in together would all reach max_wait together: each waits
+        # at most a random 75-100% of it, so that their saves spread out.
+        max_wait = self.max_wait * random.uniform(0.75, 1.0)
         while True:
             now = time.monotonic()
             last = room.last_change or now
             first = room.first_unsaved or now
-            deadline = min(last + self.debounce, first + self.max_wait)
+            deadline = min(last + self.debounce, first + max_wait)
             if deadline <= now:
                 return
             await asyncio.sleep(deadline - now)

@@ -22,24 +22,18 @@ import asyncpg
 from notes.collab.fanout import Published, Receive, Reconnected
 from notes.collab.journal import LogEntry
 from notes.store.database import asyncpg_dsn
-from notes.store.queries import NoteStore
+from notes.store.queries import CARRIED_UPDATE, NoteStore
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "notes_updates"
-MAX_PAYLOAD = 7900  # bytes; PostgreSQL refuses 8000 and more
 
 
-def encode_payload(origin: str, entry: LogEntry, log_id: int | None) -> str:
-    message = {"o": origin, "n": str(entry.note_id), "i": log_id, "r": entry.ref,
-               "u": base64.b64encode(entry.update).decode()}
-    payload = json.dumps(message, separators=(",", ":"))
-    if len(payload.encode()) <= MAX_PAYLOAD:
-        return payload
-    del message["u"]  # read from the log instead
-    if len(json.dumps(message).encode()) > MAX_PAYLOAD:
-        message["r"] = None
-    return json.dumps(message, separators=(",", ":"))
+def encode_payload(origin: str, entry: LogEntry) -> str:
+    """A notification carrying the update (up to ``CARRIED_UPDATE`` bytes), not stored: the
+    same fields as the ones the log's statement makes (``notes.store.queries._APPEND``)."""
+    return json.dumps({"o": origin, "n": str(entry.note_id), "i": None, "r": entry.ref,
+                       "u": base64.b64encode(entry.update).decode()}, separators=(",", ":"))
 
 
 def decode_payload(payload: str) -> Published:
@@ -50,10 +44,6 @@ def decode_payload(payload: str) -> Published:
     return Published(message["o"], uuid.UUID(message["n"]),
                      None if update is None else base64.b64decode(update),
                      message.get("i"), message.get("r"))
-
-
-def _fits(origin: str, entry: LogEntry) -> bool:
-    return "\"u\"" in encode_payload(origin, entry, None)
 
 
 class PostgresFanout:
@@ -72,14 +62,12 @@ class PostgresFanout:
     # --- publishing ---------------------------------------------------------------------------
 
     async def publish(self, entries: Sequence[LogEntry], *, durable: bool) -> None:
-        if durable or not all(_fits(self.origin, entry) for entry in entries):
-            await self.store.append_updates(entries, self._payloads, CHANNEL)
+        if durable or any(len(entry.update) > CARRIED_UPDATE for entry in entries):
+            # (the notifications are made by the same statement: see NoteStore.append_updates)
+            await self.store.append_updates(entries, announce=(CHANNEL, self.origin))
         else:  # nothing to store: the notifications carry the updates
-            await self.store.notify(CHANNEL, self._payloads(entries, [None] * len(entries)))
-
-    def _payloads(self, entries: Sequence[LogEntry], ids: Sequence[int | None]) -> list[str]:
-        return [encode_payload(self.origin, entry, log_id)
-                for entry, log_id in zip(entries, ids, strict=True)]
+            await self.store.notify(CHANNEL, [encode_payload(self.origin, entry)
+                                              for entry in entries])
 
     async def publish_deleted(self, note_id: uuid.UUID) -> None:
         payload = json.dumps({"o": self.origin, "n": str(note_id), "d": True})

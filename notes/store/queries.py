@@ -124,11 +124,14 @@ _LOAD_LIVE = select(
 _LOCK_SNAPSHOT = (
     select(notes_table.c.yjs_state, notes_table.c.content, notes_table.c.title,
            notes_table.c.refs)
-    .where(_BY_ID).with_for_update()
+    # FOR NO KEY UPDATE: the log's inserts meanwhile (their foreign key check takes a KEY SHARE
+    # lock on the row) go on; another save waits.
+    .where(_BY_ID).with_for_update(key_share=True)
 )
 _READ_LOG = (select(log_table.c.id, log_table.c.update, log_table.c.ref)
              .where(log_table.c.note_id == bindparam("note_id")).order_by(log_table.c.id))
-_DROP_LOG = delete(log_table).where(log_table.c.id.in_(bindparam("ids", expanding=True)))
+# One array parameter, however many rows (asyncpg takes at most 32,767 parameters).
+_DROP_LOG = text("DELETE FROM note_updates WHERE id = ANY(CAST(:ids AS bigint[]))")
 _READ_UPDATE = select(log_table.c.update).where(log_table.c.id == bindparam("log_id"))
 _STALE_LOGS = text(
     "SELECT note_id FROM note_updates GROUP BY note_id"
@@ -161,6 +164,33 @@ _DELETE = delete(notes_table).where(_BY_ID)
 _NOTIFY_ALL = ("SELECT count(pg_notify($1, payload)) FROM"
                " (SELECT payload FROM unnest($2::text[]) WITH ORDINALITY AS t(payload, n)"
                " ORDER BY n) AS ordered")
+# Updates up to this many bytes travel in their notification (base64, with the other fields
+# well under PostgreSQL's 8000-byte payload limit: a ref has at most 200 characters); larger
+# ones by their log id.
+CARRIED_UPDATE = 4800
+# The group commit in one statement: insert the entries of notes that still exist, in order, and
+# notify each (fields as ``notes.store.fanout.decode_payload`` reads them) unless the channel is
+# ''. A data-modifying CTE always runs; ``told`` runs because the result refers to it.
+_APPEND = """
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::text[])
+        WITH ORDINALITY AS t(note_id, update, ref, n)
+), stored AS (
+    INSERT INTO note_updates (note_id, update, ref)
+    SELECT note_id, update, ref FROM input
+    WHERE EXISTS (SELECT 1 FROM notes WHERE notes.id = input.note_id)
+    ORDER BY n
+    RETURNING id, note_id, update, ref
+), told AS (
+    SELECT count(pg_notify($4, json_build_object(
+        'o', $5::text, 'n', note_id, 'i', id, 'r', ref,
+        'u', CASE WHEN octet_length(update) <= $6
+             THEN translate(encode(update, 'base64'), E'\n', '') END)::text)) AS sent
+    FROM (SELECT * FROM stored ORDER BY id) AS ordered
+    WHERE $4 <> ''
+)
+SELECT id, note_id, (SELECT sent FROM told) AS sent FROM stored ORDER BY id
+"""
 
 
 def _reason(error: DataError | IntegrityError) -> str:
@@ -260,32 +290,23 @@ class NoteStore:
 
     # --- the update log -------------------------------------------------------------------------
 
-    async def append_updates(self, entries: Sequence[LogEntry],
-                             notify: Callable[[Sequence[LogEntry], list[int]], list[str]]
-                             | None = None, channel: str = "") -> list[int | None]:
-        """Store ``entries`` in the log in one commit; their ids, in order (None: the note was
-        deleted meanwhile, and the entry dropped, so that it does not fail the others).
+    async def append_updates(self, entries: Sequence[LogEntry], *,
+                             announce: tuple[str, str] | None = None) -> list[int | None]:
+        """Store ``entries`` in the log in one statement (one commit); their ids, in order (None:
+        the note was deleted meanwhile, and its entries dropped so as not to fail the others).
 
-        ``notify`` makes the notifications (one payload per entry, given the ids), sent on
-        ``channel`` in the same transaction: PostgreSQL delivers them at its commit.
+        ``announce`` = (channel, origin): one notification per stored entry in the same
+        statement, so PostgreSQL delivers them exactly at its commit (see ``_APPEND``).
         """
+        channel, origin = announce or ("", "")
         async with self.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
-            async with raw.transaction():
-                alive = {row["id"] for row in await raw.fetch(
-                    "SELECT id FROM notes WHERE id = ANY($1::uuid[])",
-                    list({entry.note_id for entry in entries}))}
-                kept = [entry for entry in entries if entry.note_id in alive]
-                rows = await raw.fetch(
-                    "INSERT INTO note_updates (note_id, update, ref)"
-                    " SELECT note_id, update, ref FROM unnest($1::uuid[], $2::bytea[], $3::text[])"
-                    " WITH ORDINALITY AS t(note_id, update, ref, n) ORDER BY n RETURNING id",
-                    [entry.note_id for entry in kept], [entry.update for entry in kept],
-                    [entry.ref for entry in kept])
-                kept_ids = [row["id"] for row in rows]
-                if notify is not None and kept:
-                    await raw.execute(_NOTIFY_ALL, channel, notify(kept, kept_ids))
-        ids = iter(kept_ids)
+            rows = await raw.fetch(
+                _APPEND, [entry.note_id for entry in entries],
+                [entry.update for entry in entries], [entry.ref for entry in entries],
+                channel, origin, CARRIED_UPDATE)
+        alive = {row["note_id"] for row in rows}
+        ids = iter(row["id"] for row in rows)
         return [next(ids) if entry.note_id in alive else None for entry in entries]
 
     async def notify(self, channel: str, payloads: list[str]) -> None:
