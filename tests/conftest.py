@@ -66,7 +66,8 @@ class ServerProcess:
     """``python -m notes serve`` as a child process on a free port."""
 
     def __init__(self, database_url: str, env: dict[str, str] | None = None,
-                 log_name: str = "server"):
+                 log_name: str = "server", args: list[str] | None = None):
+        self.args = list(args or [])  # after ``serve``: ``["--workers", "2"]``
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -84,7 +85,7 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "notes", "serve"], env=self.env, stdout=log,
+                [sys.executable, "-m", "notes", "serve", *self.args], env=self.env, stdout=log,
                 stderr=subprocess.STDOUT, cwd=ROOT,
             )
         wait_until(self._ready, timeout, 0.05, f"the server on port {self.port}")

@@ -11,6 +11,11 @@ real keystrokes on the editor, and checks the result against the REST API:
 - a page that goes offline (disconnect/reconnect, a dropped socket, and the server restarting)
   keeps what was typed and converges with a page that typed meanwhile; the status goes
   offline/reconnecting -> connected -> saved;
+- the server SIGKILLed mid-typing, three times, each time a new process (its own revision
+  numbering, its own epoch) on the same port and database: the page reconnects by itself, gets
+  a hello without ``missed``, rebases and resends; every typed character is there exactly once
+  (the acknowledged ones from the update log, the rest resent; a resent ref that the log holds is
+  not applied twice);
 - remote edits (REST ``POST /notes/{id}/edits``, ``PATCH``, another page) before, at and after the
   caret leave the caret and the selection on the same text; typing continues at the right spot;
 - presence: names in ``peers``, line/column and the caret drawn in the mirror, renames, leaving;
@@ -26,10 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
+import string
 import subprocess
 import threading
 import uuid
@@ -39,7 +48,7 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from conftest import ARTIFACTS, ServerProcess, wait_until
+from conftest import ARTIFACTS, ServerProcess, free_port, wait_until
 from yjs_node import NodeYjsClient
 
 try:
@@ -498,6 +507,200 @@ def test_server_restart_while_typing(open_page, database_url, make_note):
             assert text == "before online while the server was down 漢😀"
             ed.wait_status("connected", "true")
             went_away_and_back(ed.status_log())
+    finally:
+        own.stop()
+
+
+# Saves (snapshots) far away: in the SIGKILL test, what a killed process acknowledged can only
+# survive through the update log (which a later load, or another process, merges).
+SLOW_SAVES = {"NOTES_SAVE_DEBOUNCE": "60", "NOTES_SAVE_MAX_WAIT": "120"}
+
+# The page's side of a kill and a restart, recorded by wrapping the OT client's receive(): every
+# hello (its epoch, whether it had `missed`), every ack (and whether it came at a revision the page
+# had already: a ref the server recognised), and, while window.__holdAck is set, the ack of the
+# awaiting edit kept from the page (as if the process died between its commit and the ack leaving).
+# The hold ends with the next hello (the socket that carried the ack is gone by then).
+SIGKILL_HOOKS_JS = """() => {
+    const c = notesApp.client;
+    // the hello of the page's first connection came before this: its numbering, as a start
+    window.__hellos = [{ epoch: c.epoch, rev: c.rev, missed: false, since: null, content: null }];
+    window.__acks = [];
+    window.__holdAck = false;
+    window.__heldAck = null;
+    const receive = c.receive.bind(c);
+    c.receive = (msg) => {
+        if (msg && msg.type === 'hello') {
+            window.__holdAck = false;
+            window.__hellos.push({ epoch: msg.epoch, rev: msg.rev, missed: 'missed' in msg,
+                                   since: msg.since ?? null, content: msg.content });
+        } else if (msg && msg.type === 'ack') {
+            const awaiting = c.awaiting ? c.awaiting.ref : null;
+            if (window.__holdAck && awaiting !== null && msg.ref === awaiting) {
+                window.__heldAck = { ref: msg.ref, rev: msg.rev, delta: c.awaiting.delta };
+                return undefined;
+            }
+            window.__acks.push({ rev: msg.rev, ref: msg.ref, awaiting,
+                                 duplicate: c.rev !== null && msg.rev <= c.rev });
+        }
+        return receive(msg);
+    };
+}"""
+
+
+# Is this client ref stored, in the log or compacted into the snapshot (as the server asks)?
+REF_STORED = ("SELECT EXISTS (SELECT 1 FROM note_updates WHERE note_id = :id AND ref = :ref)"
+              " OR COALESCE((SELECT refs ? :ref FROM notes WHERE id = :id), false)")
+
+
+def server_on_port(database_url: str, port: int, log_name: str,
+                   env: dict[str, str] | None = None) -> ServerProcess:
+    """A ServerProcess for ``port`` (conftest's picks a free one): to stand in for a dead one."""
+    process = ServerProcess(database_url, env=env, log_name=log_name)
+    process.port = port
+    process.url = f"http://127.0.0.1:{port}"
+    process.ws_url = f"ws://127.0.0.1:{port}"
+    process.env["NOTES_PORT"] = str(port)
+    process.log_path = ARTIFACTS / f"{log_name}-{port}.log"
+    return process
+
+
+def port_bindable(port: int) -> bool:
+    """Could a server listen on 127.0.0.1:port now (as Sanic does, with SO_REUSEADDR)?"""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def restart_on_port(database_url: str, port: int, log_name: str,
+                    env: dict[str, str] | None = None, attempts: int = 3) -> ServerProcess:
+    """A new server process on the port a killed one held (the kernel frees it when the process
+    dies; should a bind still fail, wait for the port and start again)."""
+    for attempt in range(1, attempts + 1):
+        wait_until(lambda: port_bindable(port), 10, 0.05, f"port {port} to be free")
+        process = server_on_port(database_url, port, f"{log_name}-{attempt}", env)
+        try:
+            return process.start()
+        except AssertionError:
+            process.stop(signal.SIGKILL)
+            if attempt == attempts or "address already in use" not in process.log().lower():
+                raise
+    raise AssertionError("unreachable")
+
+
+def distinct_characters(n: int) -> str:
+    """n different characters, ASCII letters and CJK ideographs in turn (keys and text input)."""
+    assert n <= 2 * len(string.ascii_letters)
+    return "".join(string.ascii_letters[i // 2] if i % 2 == 0 else chr(0x4E00 + 7 * i)
+                   for i in range(n))
+
+
+def off_the_loop(sql: Callable[..., list]) -> Callable[..., list]:
+    """conftest's ``sql`` (asyncio.run) from a thread of its own: Playwright's sync API keeps an
+    event loop running on this one."""
+
+    def run(statement: str, **params) -> list:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(sql, statement, **params).result(30)
+
+    return run
+
+
+def test_sigkill_mid_typing_and_a_new_process_on_the_port(open_page, database_url, sql, http):
+    """The server is SIGKILLed while the page types, three times; each time a new process (a new
+    revision numbering: epoch) starts on the same port and database. The page reconnects by itself
+    with its old since/epoch, gets a hello without `missed`, rebases by diff and resends what was
+    not acknowledged; the server recognises a resent ref it had committed. Every typed character is
+    there exactly once, in typing order, and the page and the REST view agree (on the new process
+    and on the session's, another process on that database). The killed processes never wrote a
+    snapshot (saves far away): what they acknowledged survived through the update log. In the
+    second round the ack of a committed edit is kept from the page, so a resend of a stored ref
+    certainly happens."""
+    start = "0) "
+    rounds = [(6, 4), (6, 4), (6, 4)]  # (characters before the kill, after it while down)
+    chars = distinct_characters(sum(a + b + 2 for a, b in rounds))
+    assert not set(chars) & set(start)
+    sql = off_the_loop(sql)
+    own = server_on_port(database_url, free_port(), "e2e-sigkill-0", SLOW_SAVES).start()
+    sockets: list[str] = []
+    try:
+        with httpx.Client(base_url=own.url, timeout=30) as client:
+            note = client.post("/notes", json={"title": "SIGKILL", "content": start}).json()
+        nid = note["id"]
+        ed = open_page("Ada", base=own.url)
+        ed.page.on("websocket", lambda ws: sockets.append(ws.url))
+        ed.open(nid)
+        ed.js(SIGKILL_HOOKS_JS)
+        ed.set_caret(len(start))
+        expected, at = start, 0
+
+        def type_next(n: int) -> None:
+            nonlocal expected, at
+            for ch in chars[at:at + n]:
+                ed.key(ch)
+                expected += ch
+            at += n
+
+        for i, (before, after) in enumerate(rounds):
+            hello = ed.js("() => window.__hellos.at(-1)")
+            held = None
+            type_next(before)
+            assert httpx.get(own.url + "/health").json()["process"]["saves"] == 0
+            if i == 1:
+                # the next ack of the awaiting edit never reaches the page; the edit is committed
+                # (an ack means stored), and the page goes on typing into its buffer
+                ed.js("() => { window.__holdAck = true; }")
+                type_next(1)
+                held = ed.wait("() => window.__heldAck").json_value()
+                assert sql(REF_STORED, id=uuid.UUID(nid), ref=held["ref"]) == [(True,)], held
+                type_next(1)
+            else:
+                type_next(2)
+            # mid-typing: the process dies at once, sockets and all
+            n_sockets = len(sockets)
+            assert own.stop(signal.SIGKILL) == -signal.SIGKILL
+            acked = ed.js("() => notesApp.client.serverText")  # all acked, so all committed
+            ed.wait("() => ['reconnecting', 'offline'].includes(notesApp.state().status)")
+            type_next(after)
+            assert ed.state()["pending"]
+            acks_before = ed.js("() => window.__acks.length")
+
+            own = restart_on_port(database_url, own.port, f"e2e-sigkill-{i + 1}", SLOW_SAVES)
+            ed.wait("(n) => window.__hellos.length > n", i + 1, timeout=30_000)
+            with httpx.Client(base_url=own.url, timeout=30) as client:
+                text = converge(client, nid, ed)
+                process = client.get("/health").json()["process"]
+            assert process["saves"] == 0 and process["log_entries"] > 0, process
+            counts = Counter(text)
+            assert {ch: counts[ch] for ch in chars[:at] if counts[ch] != 1} == {}, text
+            assert text == expected and ed.text() == expected, (text, expected)
+
+            # the reconnect named the old numbering; the new process has its own: no `missed`
+            again = ed.js("() => window.__hellos.at(-1)")
+            assert again["epoch"] and again["epoch"] != hello["epoch"], (hello, again)
+            assert not again["missed"] and again["since"] is None, again
+            assert sockets[n_sockets:], sockets
+            for url in sockets[n_sockets:]:
+                query = parse_qs(urlparse(url).query)
+                assert query.get("epoch") == [hello["epoch"]], url
+                assert int(query["since"][0]) >= hello["rev"], url
+            # what the killed process acknowledged came back from the log (the snapshot has none
+            # of it): the new process began with a prefix of the typing, all the acked part at least
+            loaded = again["content"]
+            assert expected.startswith(loaded) and loaded.startswith(acked), (loaded, acked)
+            acks = ed.js("(n) => window.__acks.slice(n)", acks_before)
+            if held is not None:
+                # the edit whose ack was kept from the page was loaded from the log; resent with
+                # its ref, it was recognised: a duplicate ack, and the page dropped its own copy
+                inserted = "".join(op.get("insert", "") for op in held["delta"])
+                assert inserted and loaded == acked + inserted, (held, acked, loaded)
+                assert [a for a in acks if a["ref"] == held["ref"] and a["duplicate"]], acks
+            went_away_and_back(ed.status_log())
+        # another process on the database reads the same text (snapshot and log merged)
+        assert http.get(f"/notes/{nid}").json()["content"] == expected
     finally:
         own.stop()
 
