@@ -4,7 +4,8 @@ The journal queues each change's Yjs update (for any note) and one writer commit
 one transaction; whatever arrives while a commit is in flight joins the next one. A change's
 future resolves once its commit is done: that is when its author is told (an ``ack`` means
 stored). A failed commit keeps its entries, in order, at the head of the queue and is tried
-again; nothing is dropped.
+again; nothing is dropped (but the changes of a note deleted meanwhile, which the store leaves
+out).
 
 The queue lives on the journal, not in the writer task, so ``drain`` still commits it after the
 task was cancelled (Sanic cancels named tasks before ``before_server_stop``).
