@@ -51,7 +51,7 @@ async def test_a_terminated_listen_connection_misses_nothing(database_url, db):
                     await asyncio.sleep(0.005)
 
             async def terminate_midway() -> None:
-                await asyncio.sleep(0.1)
+                await wait_for(lambda: len(fresh[0].used) >= 30, 10, "typing under way")
                 async with db.engine.connect() as connection:
                     killed = (await connection.execute(
                         text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar_one()
