@@ -156,6 +156,8 @@ class Room:
         if stored is not None and stored.done():
             stored = None
         others = stored if hold_all else None
+        if origin is not None:  # (first: of the frames held for this change, its ack goes first)
+            self._tell_origin(origin, event, stored)
         frames: dict[Codec, Frame | None] = {}
         for member in list(self.members.values()):
             if member is origin:
@@ -167,8 +169,6 @@ class Room:
                 frame = frames[codec] = codec.encode(event)
             if frame is not None:
                 self._send(member, frame, others)
-        if origin is not None:
-            self._tell_origin(origin, event, stored)
         if stored is not None:
             stored.add_done_callback(self._release)
         for observer in self.observers:
