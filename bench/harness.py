@@ -117,9 +117,12 @@ class CpuMeter:
         self.start = self._sample()
         self.last = dict(self.start)
 
+    def _members(self) -> list[int]:
+        return self.pids
+
     def _sample(self) -> dict[int, float]:
         out = {}
-        for pid in self.pids:
+        for pid in self._members():
             with contextlib.suppress(OSError):
                 out[pid] = cpu_seconds(pid)
         return out
@@ -127,7 +130,8 @@ class CpuMeter:
     def read(self) -> dict[str, float]:
         wall = time.monotonic() - self.t0
         self.last.update(self._sample())
-        used = sum(self.last[pid] - self.start[pid] for pid in self.start)
+        # (a process first seen after the start counts from zero: see TreeCpuMeter)
+        used = sum(v - self.start.get(pid, 0.0) for pid, v in self.last.items())
         return {"cpu_s": round(used, 2), "wall_s": round(wall, 2),
                 "cores": round(used / wall, 2) if wall > 0 else 0.0}
 
@@ -144,6 +148,18 @@ def postgres_pids() -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+class TreeCpuMeter(CpuMeter):
+    """CPU used by a process and all its descendants since creation, counting the descendants
+    that appear in between from zero (e.g. PostgreSQL backends opened during a cell)."""
+
+    def __init__(self, root: int):
+        self.root = root
+        super().__init__([root])
+
+    def _members(self) -> list[int]:
+        return [self.root, *children_pids(self.root)]
 
 
 def git_head() -> str:
@@ -221,6 +237,30 @@ class Cluster:
         self.url = self._embedded.start()
         return self
 
+    def postmaster_pid(self) -> int | None:
+        """The pid of this cluster's postmaster (its command line names the data directory);
+        other clusters on the machine (other sessions' tests) are not ours."""
+        needle = str((self.dir / "pg").resolve()).encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"postgres") and b"-D" in argv:
+                i = argv.index(b"-D")
+                if i + 1 < len(argv) and argv[i + 1].rstrip(b"/") == needle:
+                    return int(entry)
+        return None
+
+    def cpu(self) -> TreeCpuMeter | CpuMeter:
+        """CPU of this cluster's processes (postmaster and backends); all postgres processes on
+        the machine if the postmaster is not found."""
+        pid = self.postmaster_pid()
+        return TreeCpuMeter(pid) if pid else CpuMeter(postgres_pids())
+
     def fresh_database(self, name: str) -> str:
         name = f"bench_{name}"
         sql(self.url, f'DROP DATABASE IF EXISTS "{name}"')
@@ -239,6 +279,32 @@ def table_writes(db_url: str) -> dict[str, int]:
                        "WHERE relname = 'notes'")
     ins, upd, hot = rows[0] if rows else (0, 0, 0)
     return {"ins": ins, "upd": upd, "hot_upd": hot}
+
+
+def wal_stats(db_url: str) -> dict[str, int]:
+    """The cluster's WAL counters (``pg_stat_wal``: every database of the cluster): records
+    written, write() calls and fsyncs (``wal_sync``: one per flush to disk, however many commits
+    it covers). Backends report them within about a second of going idle: call after
+    :func:`wait_stats_flush`."""
+    sql(db_url, "SELECT pg_stat_clear_snapshot()")
+    rows = sql(db_url, "SELECT wal_records, wal_write, wal_sync, wal_bytes FROM pg_stat_wal")
+    records, writes, syncs, size = rows[0]
+    return {"records": int(records), "writes": int(writes), "syncs": int(syncs),
+            "bytes": int(size)}
+
+
+def counts_since(before: dict, after: dict) -> dict[str, int]:
+    """after - before, for the integer counters of two readings."""
+    return {k: after[k] - before[k] for k in after
+            if isinstance(after[k], int) and not isinstance(after[k], bool)}
+
+
+def pg_settings(db_url: str) -> dict[str, str]:
+    """The settings that decide what a commit costs."""
+    rows = sql(db_url, "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])",
+               ["synchronous_commit", "fsync", "wal_sync_method", "commit_delay",
+                "full_page_writes", "wal_writer_delay", "server_version"])
+    return dict(rows)
 
 
 def stats_snapshot_clear(db_url: str) -> None:
@@ -272,6 +338,16 @@ def terminate(process: subprocess.Popen | None, timeout: float) -> int:
         return process.wait()
 
 
+def server_code_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process that runs the server's code: a ``--server-path`` copy
+    first on its PYTHONPATH (else this checkout's, from the working directory or the script)."""
+    env = {**os.environ, **(extra or {})}
+    if SERVER_PYTHONPATH:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (SERVER_PYTHONPATH, env.get("PYTHONPATH")) if p)
+    return env
+
+
 class Server:
     """``python -m notes serve`` as a child process on a free port, on the given database."""
 
@@ -282,11 +358,9 @@ class Server:
         self.name = name
         RESULTS.mkdir(parents=True, exist_ok=True)
         self.log_path = RESULTS / f"{name}-{self.port}.log"
-        self.env = {**os.environ, "NOTES_DATABASE_URL": database_url,
-                    "NOTES_PORT": str(self.port), "NOTES_ACCESS_LOG": "false", **(env or {})}
-        if SERVER_PYTHONPATH:
-            self.env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (SERVER_PYTHONPATH, self.env.get("PYTHONPATH")) if p)
+        self.env = server_code_env({"NOTES_DATABASE_URL": database_url,
+                                    "NOTES_PORT": str(self.port), "NOTES_ACCESS_LOG": "false",
+                                    **(env or {})})
         self.argv = argv or [sys.executable, "-m", "notes", "serve"]
         self.process: subprocess.Popen | None = None
 
@@ -355,6 +429,32 @@ class Server:
 
     def ws_path(self, note_id: str, name: str = "bench") -> str:
         return f"/notes/{note_id}/live?name={name}"
+
+    def health(self) -> dict:
+        """``process`` of GET /health: what this process holds and wrote (open_notes,
+        durability, log_commits, log_entries, saves, catch_ups, listen_reconnects)."""
+        status, body = self.request("GET", "/health")
+        if status != 200:
+            raise RuntimeError(f"health: {status} {body}")
+        return body["process"]
+
+
+def start_instances(database_url: str, name: str, count: int = 2,
+                    env: dict[str, str] | None = None) -> list[Server]:
+    """``count`` notes servers on one database (instances A, B, ...), started one after the
+    other (the first migrates the database). Stopped again if one fails to come up."""
+    servers: list[Server] = []
+    try:
+        for i in range(count):
+            servers.append(Server(database_url, env=env, name=f"{name}-{'ABCDEFGH'[i]}").start())
+    except BaseException:
+        stop_all(servers)
+        raise
+    return servers
+
+
+def stop_all(servers: list[Server]) -> list[int]:
+    return [server.stop() for server in servers]
 
 
 # --- load-generator processes -------------------------------------------------------------------
@@ -496,6 +596,29 @@ class MachineMeter:
     def read(self) -> float:
         wall = time.monotonic() - self.t0
         return round((machine_busy_seconds() - self.b0) / wall, 2) if wall > 0 else 0.0
+
+
+class CellMeters:
+    """The CPU of one measured cell: each server process, the cluster's PostgreSQL, the load
+    generators, the whole machine, and what is left for other work (started in that order)."""
+
+    def __init__(self, servers: list[Server], cluster: Cluster, load_pids: list[int]):
+        self.servers = [server.cpu() for server in servers]
+        self.postgres = cluster.cpu()
+        self.load = CpuMeter(load_pids)
+        self.machine = MachineMeter()
+
+    def read(self, names: list[str] | None = None) -> dict[str, Any]:
+        """``server_cpu`` (one reading per server, in order; with ``names``, each server's under
+        its name instead), ``postgres_cpu``, ``loadgen_cpu``, ``machine_cores`` and
+        ``others_cores``."""
+        servers = [meter.read() for meter in self.servers]
+        postgres, load, busy = self.postgres.read(), self.load.read(), self.machine.read()
+        ours = sum(c["cores"] for c in servers) + postgres["cores"] + load["cores"]
+        named = (dict(zip(names, servers, strict=True)) if names is not None
+                 else {"server_cpu": servers})
+        return {**named, "postgres_cpu": postgres, "loadgen_cpu": load, "machine_cores": busy,
+                "others_cores": round(max(0.0, busy - ours), 2)}
 
 
 def others_busy(seconds: float = 1.0, exclude: list[int] | None = None) -> float:

@@ -33,7 +33,7 @@ def table(results: dict) -> str:
     for r in rows:
         lines.append(fmt.format(*r))
     lines.append("")
-    lines.append("Targets (issue 5):")
+    lines.append("Targets:")
     for result in results.values():
         target = result.get("target")
         if target:

@@ -52,8 +52,7 @@ class Author:
         if kind == "edit":
             self.rev = msg["rev"]
             self.length += length_change(msg["delta"])
-            for m in TOKEN.finditer(payload):
-                self.lat.append(now - int(m.group(3)))
+            self.received(payload, now)
         elif kind == "ack":
             self.rev = msg["rev"]
             self.length += len(self.awaiting)
@@ -71,6 +70,11 @@ class Author:
             self.flush()
         elif kind == "error":
             self.errors[msg.get("code", "error")] += 1
+
+    def received(self, payload: bytes, now: int) -> None:
+        """Time the tokens of an edit frame from the others."""
+        for m in TOKEN.finditer(payload):
+            self.lat.append(now - int(m.group(3)))
 
     def keystroke(self) -> None:
         self.pending.append(f"[{self.aid}.{self.seq}.{time.time_ns()}]")
@@ -96,16 +100,12 @@ class Author:
         return self.awaiting is None and not self.pending
 
 
-async def author_worker(index: int, conf: dict, ctl: h.Control) -> None:
-    port, path, rate = conf["port"], conf["path"], conf["rate"]
-    ids = conf["ids"]
-    authors, errors = await open_many(
-        len(ids), lambda i: Author(ids[i], ids[i] * 7919 + 1).open(port, f"{path}&a={ids[i]}"), 32)
-    authors = [a for a in authors if a is not None]
-    ctl.report("ready", {"joined": len(authors), "errors": errors})
-    await ctl.wait_go()
-    start = time.monotonic()
-    end = start + conf["seconds"]
+async def type_steadily(authors: list[Author], rate: float, start: float, seconds: float,
+                        drain: float) -> None:
+    """Each author types ``rate`` keystrokes/s from ``start`` (``time.monotonic``) for
+    ``seconds``, its first at a random point of the first interval; then wait (up to ``drain``
+    s) until every author's keystrokes are acknowledged."""
+    end = start + seconds
 
     async def type_(author: Author) -> None:
         t = start + author.rng.random() / rate
@@ -116,22 +116,63 @@ async def author_worker(index: int, conf: dict, ctl: h.Control) -> None:
             t += 1 / rate
 
     await asyncio.gather(*(type_(a) for a in authors))
-    await wait_until(lambda: all(a.idle or not a.ws.is_open for a in authors), conf["drain"])
+    await drained(authors, drain)
+
+
+async def drained(authors: list[Author], timeout: float) -> bool:
+    """Wait until no author has an edit awaiting its ack or keystrokes buffered."""
+    return await wait_until(lambda: all(a.idle or not a.ws.is_open for a in authors), timeout)
+
+
+def pooled(authors: list[Author], **samples: str) -> dict:
+    """What a load process reports of its authors: for each ``key=attribute``, every author's
+    samples in one array (as bytes), their errors summed, the close codes of closed sockets."""
+    out: dict = {}
+    for key, attribute in samples.items():
+        values = array("q")
+        for a in authors:
+            values.extend(getattr(a, attribute))
+        out[key] = values.tobytes()
+    errors: Counter = Counter()
+    for a in authors:
+        errors.update(a.errors)
+    out["errors"] = dict(errors)
+    out["closed"] = [a.ws.close_code for a in authors if not a.ws.is_open]
+    return out
+
+
+def merged(parts: list[dict], *keys: str) -> dict:
+    """The :func:`pooled` reports of the load processes in one: each key's samples in one
+    array, ``errors`` (a Counter) and ``closed`` (the close codes)."""
+    out: dict = {key: array("q") for key in keys}
+    errors: Counter = Counter()
+    closed: list = []
+    for part in parts:
+        for key in keys:
+            out[key].frombytes(part[key])
+        errors.update(part["errors"])
+        closed.extend(part["closed"])
+    out["errors"], out["closed"] = errors, closed
+    return out
+
+
+async def author_worker(index: int, conf: dict, ctl: h.Control) -> None:
+    port, path, rate = conf["port"], conf["path"], conf["rate"]
+    ids = conf["ids"]
+    authors, errors = await open_many(
+        len(ids), lambda i: Author(ids[i], ids[i] * 7919 + 1).open(port, f"{path}&a={ids[i]}"), 32)
+    authors = [a for a in authors if a is not None]
+    ctl.report("ready", {"joined": len(authors), "errors": errors})
+    await ctl.wait_go()
+    await type_steadily(authors, rate, time.monotonic(), conf["seconds"], conf["drain"])
     ctl.report("typed", {"typed": {a.aid: a.seq for a in authors}})
     await ctl.wait_stop()
     final = ctl.shared.value
     await wait_until(lambda: all(a.rev >= final or not a.ws.is_open for a in authors),
                      conf["drain"])
-    lat, rtt = array("q"), array("q")
-    for a in authors:
-        lat.extend(a.lat)
-        rtt.extend(a.ack_rtt)
-    errors_total = Counter()
-    for a in authors:
-        errors_total.update(a.errors)
-    result = {"lat": lat.tobytes(), "rtt": rtt.tobytes(), "errors": dict(errors_total),
-              "closed": [a.ws.close_code for a in authors if not a.ws.is_open],
-              "behind": sum(1 for a in authors if a.rev < final), "received": len(lat)}
+    result = {**pooled(authors, lat="lat", rtt="ack_rtt"),
+              "behind": sum(1 for a in authors if a.rev < final),
+              "received": sum(len(a.lat) for a in authors)}
     await asyncio.gather(*(a.ws.close() for a in authors), return_exceptions=True)
     ctl.report("result", result)
 
@@ -147,6 +188,21 @@ async def observer_worker(index: int, conf: dict, ctl: h.Control) -> None:
     ctl.report("result", {"text": obs.text, "rev": obs.rev, "gaps": obs.gaps,
                           "close": obs.close_code})
     await obs.ws.close()
+
+
+def each_token_once(text: str, typed: dict[int, int]) -> bool:
+    """Does ``text`` hold every token typed (``typed``: keystrokes per author) exactly once, and
+    nothing else?"""
+    found, rest = peel_tokens(text)
+    return found == Counter((a, s) for a, n in typed.items() for s in range(n)) and rest == ""
+
+
+def past_cliff(step: dict) -> bool:
+    """The sweep's cliff rule: p95 > 2 s, an error, a closed socket or a lost token."""
+    lat = step["latency_ms"]
+    return bool(lat["p95"] is None or lat["p95"] > 2000 or step["errors"] or step["closed"]
+                or step["join_errors"] or step["behind"] or not step["text_ok"]
+                or (step["delivery"] or 0) < 1.0)
 
 
 def peel_tokens(text: str) -> tuple[Counter, str]:
@@ -190,20 +246,12 @@ def run_step(server: h.Server, count: int, seconds: float, rate: float) -> dict:
     obs = observer.collect("result", 60)[0]
     authors.join()
     observer.join()
-    lat, rtt = array("q"), array("q")
-    errors: Counter = Counter()
-    closed = []
-    for r in results:
-        lat.frombytes(r["lat"])
-        rtt.frombytes(r["rtt"])
-        errors.update(r["errors"])
-        closed.extend(r["closed"])
+    pool = merged(results, "lat", "rtt")
+    lat, rtt, errors, closed = pool["lat"], pool["rtt"], pool["errors"], pool["closed"]
     total = sum(typed.values())
     # Every token typed must be in the final text exactly once.
-    found, rest = peel_tokens(final["content"])
-    expected = Counter((a, s) for a, n in typed.items() for s in range(n))
-    tokens_ok = found == expected and rest == ""
-    text_ok = tokens_ok and obs["text"] == final["content"] and obs["gaps"] == 0
+    text_ok = (each_token_once(final["content"], typed) and obs["text"] == final["content"]
+               and obs["gaps"] == 0)
     possible = total * (count - 1)  # each token reaches the other authors
     return {
         "authors": count, "rate": rate, "seconds": seconds, "typed": total,
@@ -230,15 +278,12 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
             step = h.quiet_cell(run_step, server, count, seconds, 5.0)
             results.append(step)
             lat = step["latency_ms"]
-            bad = (lat["p95"] is None or lat["p95"] > 2000 or step["errors"] or step["closed"]
-                   or step["join_errors"] or step["behind"] or not step["text_ok"]
-                   or (step["delivery"] or 0) < 1.0)
             print(f"  authors A={count:<4} p50 {h.fmt_ms(lat['p50'])} p95 {h.fmt_ms(lat['p95'])}"
                   f" p99 {h.fmt_ms(lat['p99'])} ms  server cpu {step['server_cpu']['cores']}  "
                   f"loadgen {step['loadgen_cpu']['cores']}  others "
                   f"{step['others_cores_attempts']}  errors {step['errors']} closed "
                   f"{step['closed']}  ok={step['text_ok']}", flush=True)
-            if bad and cliff is None:
+            if past_cliff(step) and cliff is None:
                 cliff = count
                 break
     finally:

@@ -19,13 +19,20 @@ from bench.wsclient import WsClient
 
 
 async def subscriber_worker(index: int, conf: dict, ctl: h.Control) -> None:
+    """``count`` subscribers; once stopped, each waits for the revision in ``ctl.shared`` (with
+    ``conf["tokens"]``: for that many tokens, as on another instance, which numbers revisions
+    its own way)."""
     port, path = conf["port"], conf["path"]
     subs, errors = await open_many(conf["count"], lambda i: Follower().open(port, path), 32)
     subs = [s for s in subs if s is not None]
     ctl.report("ready", {"joined": len(subs), "errors": errors})
     await ctl.wait_stop()
     final = ctl.shared.value
-    await wait_until(lambda: all(s.rev >= final or not s.open_now for s in subs), conf["drain"])
+
+    def reached(s: Follower) -> bool:
+        return (len(s.lat) if conf.get("tokens") else s.rev) >= final
+
+    await wait_until(lambda: all(reached(s) or not s.open_now for s in subs), conf["drain"])
     result = []
     for s in subs:
         result.append({"rev": s.rev, "sha": sha(s.text or ""), "tokens": len(s.lat),
