@@ -22,8 +22,13 @@ from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
 from notes.collab import delta as deltas
 from notes.collab.delta import Delta, DeltaError
-from notes.collab.lib0 import DecodeError, Reader
-from notes.collab.yupdate import SurrogatePairs, UpdateContents, read_update
+from notes.collab.lib0 import DecodeError
+from notes.collab.yupdate import (
+    SurrogatePairs,
+    UpdateContents,
+    decode_state_vector,
+    read_update,
+)
 
 TEXT_NAME = "content"
 TITLE_NAME = "title"
@@ -92,12 +97,14 @@ class UpdateApplied:
     """What one Yjs update from a client did.
 
     ``revision``: its change to the content (None if it made none); ``title_changed``: it changed
-    the title; ``changed``: it changed the document at all.
+    the title; ``changed``: it changed the document at all; ``complete``: the document holds all
+    of it (False: part of it waits for updates not here yet; told for ``stored`` updates only).
     """
 
     revision: Revision | None
     title_changed: bool
     changed: bool
+    complete: bool = True
 
 
 def _has_astral(text: str) -> bool:
@@ -387,7 +394,10 @@ class LiveDocument:
                 revision = self._record(delta, client, None)
         if title_changed:
             self._title = str(self._ytitle)
-        return UpdateApplied(revision, title_changed, self.changes != changes)
+        # (An update applied before what it builds on waits inside the document, outside its
+        # state vector.)
+        complete = not stored or holds(self.state_vector(), contents.clocks)
+        return UpdateApplied(revision, title_changed, self.changes != changes, complete)
 
     def _check_update(self, update: bytes, contents: UpdateContents) -> None:
         """Refuse, before it is applied, an update the note cannot take.
@@ -534,6 +544,14 @@ def _received_delta(old: str, received: list[list[dict]], new: str) -> Delta:
     return deltas.diff(old, new)
 
 
+def _merged(note_id: uuid.UUID, stored_state: bytes | None, content: str, title: str,
+            updates: list[bytes]) -> Doc:
+    doc, _ = _load(stored_state, content, title, load_client_id(note_id))
+    for update in updates:
+        doc.apply_update(update)
+    return doc
+
+
 def merge_snapshot(note_id: uuid.UUID, stored_state: bytes | None, content: str, title: str,
                    updates: list[bytes]) -> tuple[bytes, str, str]:
     """The snapshot (``stored_state`` holding ``content`` and ``title``, as a load makes it) with
@@ -543,36 +561,23 @@ def merge_snapshot(note_id: uuid.UUID, stored_state: bytes | None, content: str,
     it was committed, so after it got its id. Applied one at a time: merging them first
     (``merge_updates``) costs time quadratic in their number.
     """
-    doc, _ = _load(stored_state, content, title, load_client_id(note_id))
-    for update in updates:
-        doc.apply_update(update)
+    doc = _merged(note_id, stored_state, content, title, updates)
     return (doc.get_update(), str(doc.get(TEXT_NAME, type=Text)),
             str(doc.get(TITLE_NAME, type=Text)))
 
 
-def missing_update(state: bytes, state_vector: bytes) -> bytes | None:
-    """What a document at ``state_vector`` lacks of the document ``state`` (None: nothing)."""
-    doc = Doc()
-    doc.apply_update(state)
-    update = doc.get_update(state_vector)
+def missing_from_snapshot(note_id: uuid.UUID, stored_state: bytes | None, content: str,
+                          title: str, updates: list[bytes], state_vector: bytes) -> bytes | None:
+    """What a document at ``state_vector`` lacks of the snapshot with ``updates`` applied (see
+    ``merge_snapshot``); None: nothing."""
+    update = _merged(note_id, stored_state, content, title, updates).get_update(state_vector)
     return None if update == EMPTY_UPDATE else update
 
 
-def covers(state_vector: bytes, update: bytes) -> bool:
-    """Does a document at ``state_vector`` hold every item ``update`` holds? (An update applied
-    before what it builds on waits inside the document, outside its state vector.)"""
+def holds(state_vector: bytes, clocks: dict[int, int]) -> bool:
+    """Does a document at ``state_vector`` hold every client's items up to ``clocks``?"""
     have = decode_state_vector(state_vector)
-    return all(have.get(client, 0) >= clock
-               for client, clock in read_update(update).clocks.items())
-
-
-def decode_state_vector(state_vector: bytes) -> dict[int, int]:
-    reader = Reader(state_vector)
-    clocks = {}
-    for _ in range(reader.uint()):
-        client = reader.uint()
-        clocks[client] = reader.uint()
-    return clocks
+    return all(have.get(client, 0) >= clock for client, clock in clocks.items())
 
 
 def _cursor_fields(cursor: object) -> tuple[int, int]:

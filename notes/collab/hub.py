@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from notes.collab.document import LiveDocument, load_client_id, merge_snapshot, missing_update
+from notes.collab.document import (
+    LiveDocument,
+    load_client_id,
+    merge_snapshot,
+    missing_from_snapshot,
+)
 from notes.collab.fanout import Fanout, Published
 from notes.collab.journal import Journal, LogEntry, loggable_ref
 from notes.collab.room import Member, Room
@@ -215,10 +220,9 @@ class Hub:
             await self.note_deleted(room.note_id, announce=False)
             return
         note = stored.note
-        state, _, _ = merge_snapshot(room.note_id, stored.yjs_state, note.content, note.title,
-                                     list(stored.log))
         room.document.remember_refs(list(stored.refs))
-        lacking = missing_update(state, room.document.state_vector())
+        lacking = missing_from_snapshot(room.note_id, stored.yjs_state, note.content, note.title,
+                                        list(stored.log), room.document.state_vector())
         if lacking is not None and not room.apply_stored_update(lacking):
             log.warning("note %s: the stored state does not apply in full", room.note_id)
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from notes.collab.awareness import Awareness
 from notes.collab.delta import Delta, transform_cursor
-from notes.collab.document import BadTitle, LiveDocument, Revision, UpdateApplied, covers
+from notes.collab.document import BadTitle, LiveDocument, Revision, UpdateApplied
 from notes.collab.events import (
     CHANGES,
     AwarenessChanged,
@@ -317,7 +317,7 @@ class Room:
         if was_saved:  # stored already: nothing for this process to save
             self.saved_changes = self.document.changes
             self.first_unsaved = None
-        return covers(self.document.state_vector(), update)
+        return applied.complete
 
     def _updated(self, applied: UpdateApplied, update: bytes, origin: Member | None,
                  stored: asyncio.Future[None] | None, *, tell_title: bool,

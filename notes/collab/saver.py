@@ -15,9 +15,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from notes.collab.document import covers, merge_snapshot
+from pycrdt import get_state
+
+from notes.collab.document import holds, merge_snapshot
 from notes.collab.events import CHANGES, Event, SaveFailed
 from notes.collab.room import Room
+from notes.collab.yupdate import decode_state_vector
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,9 @@ class Saver:
 
         def merge(stored_state: bytes | None, stored_content: str, stored_title: str,
                   log: list[bytes]) -> tuple[bytes, str, str]:
-            if not log and stored_state is not None and covers(state_vector, stored_state):
+            # (a whole stored state has no gaps: its own state vector is exact, and native)
+            if not log and stored_state is not None and holds(
+                    state_vector, decode_state_vector(get_state(stored_state))):
                 return state, content, title
             return merge_snapshot(room.note_id, stored_state, stored_content, stored_title,
                                   [*log, state])

@@ -55,6 +55,18 @@ def read_update(update: bytes) -> UpdateContents:
     return contents
 
 
+def decode_state_vector(state_vector: bytes) -> dict[int, int]:
+    """A state vector (``varUint(clients)``, then ``varUint(client) varUint(clock)`` each):
+    client -> the clock after its items."""
+    reader = Reader(state_vector)
+    clocks = {}
+    for _ in range(reader.uint()):
+        client = reader.uint()
+        clocks[client] = reader.uint()
+    reader.end()
+    return clocks
+
+
 def utf16_length(text: str) -> int:
     return len(text) + sum(1 for char in text if char > "\uffff")
 

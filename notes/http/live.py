@@ -53,7 +53,6 @@ class SocketConnection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.writing = False  # the writer task is inside ws.send
-        self.edited = False  # (JSON) the first edit came: its ref was looked up
 
     def send(self, frame: Frame) -> None:
         if self.close_code is not None:
@@ -135,13 +134,15 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
     connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
                                   JSON)
     hub = request.app.ctx.hub
+    edited = False  # the first edit came (and its ref was looked up)
 
     async def handle(room: Room, connection: SocketConnection, frame: Frame) -> None:
-        if not connection.edited:
+        nonlocal edited
+        if not edited:
             # The first edit may be one resent after a reconnect, and stored by another process
             # (or before a restart): recognise its ref from the log so as not to apply it twice.
-            connection.edited, ref = first_edit_ref(frame)
-            if connection.edited:
+            edited, ref = first_edit_ref(frame)
+            if edited:
                 await hub.recognise_ref(room, ref)
         handle_frame(room, connection, frame)
 
