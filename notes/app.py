@@ -9,12 +9,14 @@ from sanic import Sanic
 from sanic_ext import Extend
 
 from notes import __version__
+from notes.accounts import Accounts, LoginThrottle
 from notes.collab.hub import Hub, HubLimits
 from notes.config import Settings
-from notes.http import live, notes, site
+from notes.http import auth, live, notes, shares, site
 from notes.http.openapi_docs import configure_docs, openapi
 from notes.http.problems import handle_exception
 from notes.http.site import STATIC_DIR
+from notes.store.accounts import AccountStore
 from notes.store.database import make_engine
 from notes.store.fanout import PostgresFanout
 from notes.store.queries import NoteStore
@@ -66,12 +68,15 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
     Extend(app)
     app.error_handler.add(Exception, handle_exception)
 
+    app.blueprint(auth.bp)
     app.blueprint(notes.bp)
+    app.blueprint(shares.bp)
     app.blueprint(live.bp)
     openapi.exclude(bp=live.bp)  # a websocket, described in the protocol document instead
     app.blueprint(site.bp)
     app.static("/static", STATIC_DIR, name="static")
 
+    app.on_request(auth.authenticate)
     app.before_server_start(_open_resources)
     app.before_server_stop(_flush_and_close)
     app.after_server_stop(_close_resources)
@@ -82,6 +87,13 @@ async def _open_resources(app: Sanic) -> None:
     settings: Settings = app.ctx.settings
     app.ctx.engine = make_engine(settings.database_url)
     app.ctx.store = NoteStore(app.ctx.engine)
+    app.ctx.account_store = AccountStore(app.ctx.engine)
+    app.ctx.accounts = Accounts(
+        app.ctx.account_store, session_days=settings.session_days,
+        throttle=LoginThrottle(per_user=settings.login_attempts,
+                               per_address=settings.login_address_attempts,
+                               window=settings.login_window),
+    )
     app.ctx.limits = NoteLimits(
         max_title=settings.max_title,
         max_content=settings.max_content,

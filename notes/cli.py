@@ -1,9 +1,10 @@
-"""The ``notes`` command: ``notes serve`` and ``notes migrate``."""
+"""The ``notes`` command: ``notes serve``, ``notes migrate`` and ``notes users add NAME``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 import time
@@ -95,6 +96,11 @@ def serve(settings: Settings, workers: int) -> int:
         print(f"  API docs: {where}/docs", flush=True)
         print(f"  database: {kind} ({_describe(url)})", flush=True)
         print(f"  workers:  {workers}, durability: {settings.durability}", flush=True)
+        if settings.auth_on:
+            print(f"  accounts: on, sign-up {settings.signup}", flush=True)
+        else:
+            print("  accounts: OFF (NOTES_AUTH=off). Every note is open to anyone who can reach "
+                  f"{where}: use this on a private machine only.", file=sys.stderr, flush=True)
         if workers == 1:
             app.run(host=settings.host, port=settings.port, single_process=True,
                     access_log=settings.access_log, motd=False)
@@ -111,6 +117,41 @@ def migrate(settings: Settings) -> int:
     return 0
 
 
+def add_user(settings: Settings, username: str, password: str | None) -> int:
+    """``notes users add NAME``: with ``--password-stdin`` the password is read from stdin,
+    else asked for on a terminal, else generated and printed."""
+    from notes.accounts import Accounts, InvalidAccount, UsernameTaken, generate_password
+    from notes.store.accounts import AccountStore
+
+    generated = False
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {username} (empty: generate one): ")
+        if not password:
+            password, generated = generate_password(), True
+
+    async def create(url: str):
+        engine = make_engine(url, pool_size=1)
+        try:
+            return await Accounts(AccountStore(engine)).create_user(username, password)
+        finally:
+            await engine.dispose()
+
+    with migrated_database(settings) as (url, _):
+        try:
+            user = asyncio.run(create(url))
+        except InvalidAccount as error:
+            print(f"notes: {error}", file=sys.stderr)
+            return 2
+        except UsernameTaken:
+            print(f"notes: the username {username!r} is taken", file=sys.stderr)
+            return 1
+    print(f"created user {user.username}")
+    if generated:
+        print(f"password: {password}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notes", description="A collaborative notes server.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int)
     serve_parser.add_argument("--workers", type=int, default=1)
     commands.add_parser("migrate", help="apply the database migrations")
+    users_parser = commands.add_parser("users", help="manage accounts")
+    users_commands = users_parser.add_subparsers(dest="users_command", required=True)
+    add_parser = users_commands.add_parser(
+        "add", help="create an account (asks for a password, or generates and prints one)")
+    add_parser.add_argument("username")
+    add_parser.add_argument("--password-stdin", action="store_true",
+                            help="read the password from the first line of stdin")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING,
@@ -136,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(settings, args.workers)
+        if args.command == "users":
+            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+            return add_user(settings, args.username, password)
         return migrate(settings)
     except (EmbeddedDatabaseError, DatabaseUnavailable) as error:
         print(f"notes: {error}", file=sys.stderr)

@@ -33,6 +33,25 @@ class Settings:
     # acknowledged at once and stored by the debounced save: fewest writes, but a crash loses up
     # to save_max_wait seconds of edits.
     durability: str = "log"
+    # Accounts. "on": every note belongs to someone and needs credentials; "off": open to
+    # whoever reaches the port (a private machine only).
+    auth: str = "on"
+    signup: str = "open"  # "closed": accounts come from `notes users add NAME`
+    cookie_secure: bool = False  # mark the session cookie Secure (set behind HTTPS)
+    allowed_origins: str = ""  # comma-separated origins, besides this server's own, for cookies
+    session_days: float = 30.0
+    login_attempts: int = 5  # failed sign-ins per username ...
+    login_address_attempts: int = 50  # ... and per client address ...
+    login_window: float = 300.0  # ... within this many seconds, then 429
+
+    @property
+    def auth_on(self) -> bool:
+        return self.auth == "on"
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(origin.strip().rstrip("/") for origin in self.allowed_origins.split(",")
+                         if origin.strip())
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -44,13 +63,16 @@ class Settings:
                 continue
             values[field.name] = _parse(field.type, raw, field.name)
         settings = replace(cls(**values), **overrides)
-        if settings.durability not in DURABILITY:
-            raise ValueError(f"NOTES_DURABILITY={settings.durability!r} is not one of "
-                             + ", ".join(DURABILITY))
+        for name, allowed in CHOICES.items():
+            value = getattr(settings, name)
+            if value not in allowed:
+                raise ValueError(f"NOTES_{name.upper()}={value!r} is not one of "
+                                 + ", ".join(allowed))
         return settings
 
 
 DURABILITY = ("log", "debounce")
+CHOICES = {"durability": DURABILITY, "auth": ("on", "off"), "signup": ("open", "closed")}
 
 
 def _parse(kind: object, raw: str, name: str) -> object:

@@ -9,11 +9,13 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from notes.collab.access import Role
 from notes.collab.document import Revision, StaleRevision
 from notes.collab.hub import Hub
 from notes.collab.room import Room
 from notes.collab.saver import SaveRejected
 from notes.collab.text import field_problem
+from notes.store.accounts import User
 from notes.store.queries import NoteStore, PageKey, StoredNote
 
 
@@ -82,7 +84,9 @@ def _check_fields(limits: NoteLimits, title: str | None, content: str | None) ->
         raise InvalidNote(errors)
 
 
-def _live_view(note: StoredNote, room: Room | None) -> StoredNote:
+def _live_view(note: StoredNote, room: Room | None, role: Role | None = None) -> StoredNote:
+    if role is not None:
+        note = replace(note, role=role.value)
     if room is None:
         return note
     return replace(note, title=room.title, content=room.content, rev=room.rev,
@@ -112,31 +116,36 @@ def decode_cursor(cursor: str) -> PageKey:
 # --- actions ---------------------------------------------------------------------------------
 
 
-async def create_note(store: NoteStore, limits: NoteLimits, title: str, content: str
-                      ) -> StoredNote:
+async def create_note(store: NoteStore, limits: NoteLimits, title: str, content: str, *,
+                      owner: User | None = None) -> StoredNote:
+    """``owner`` None: nobody's (accounts are off; the next account created claims it)."""
     _check_fields(limits, title, content)
-    return await store.create(title, content)
+    note = await store.create(title, content, None if owner is None else owner.id)
+    return replace(note, role=Role.OWNER.value)
 
 
-async def read_note(store: NoteStore, hub: Hub, note_id: uuid.UUID) -> StoredNote:
+async def read_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
+                    role: Role | None = None) -> StoredNote:
     note = await store.get(note_id)
     if note is None:
         raise NoteNotFound(note_id)
-    return _live_view(note, hub.get(note_id))
+    return _live_view(note, hub.get(note_id), role)
 
 
 async def list_notes(store: NoteStore, hub: Hub, limits: NoteLimits, *, query: str | None,
-                     limit: int | None, cursor: str | None) -> tuple[list[StoredNote], str | None]:
+                     limit: int | None, cursor: str | None, reader: uuid.UUID | None = None
+                     ) -> tuple[list[StoredNote], str | None]:
+    """A page of the notes ``reader`` may read (None: all), each with their role."""
     size = limits.page_size if limit is None else limit
     after = decode_cursor(cursor) if cursor else None
-    notes = await store.list(query=query or None, limit=size + 1, after=after)
+    notes = await store.list(query=query or None, limit=size + 1, after=after, reader=reader)
     next_cursor = encode_cursor(notes[size - 1]) if len(notes) > size else None
     return [_live_view(note, hub.get(note.id)) for note in notes[:size]], next_cursor
 
 
 async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: uuid.UUID, *,
-                      title: str | None, content: str | None, if_match: str | None
-                      ) -> StoredNote:
+                      title: str | None, content: str | None, if_match: str | None,
+                      role: Role | None = None) -> StoredNote:
     """PUT/PATCH: applied to the live document (a minimal diff for content) and saved at once."""
     _check_fields(limits, title, content)
     room = await hub.acquire(note_id)
@@ -160,7 +169,7 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
             stored = await store.get(note_id)
             if stored is None:
                 raise NoteNotFound(note_id)
-        return _live_view(stored, room)
+        return _live_view(stored, room, role)
     finally:
         await hub.release(room)
 

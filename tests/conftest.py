@@ -24,10 +24,12 @@ from notes.store.migrate import upgrade
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
-# Short save windows so that debounce behaviour shows within a test.
+# Short save windows so that debounce behaviour shows within a test. Accounts are off for the
+# tests of editing itself; the accounts tests use ``auth_server`` (NOTES_AUTH=on, the default).
 TEST_SERVER_ENV = {
     "NOTES_SAVE_DEBOUNCE": "0.3",
     "NOTES_SAVE_MAX_WAIT": "1.5",
+    "NOTES_AUTH": "off",
 }
 
 
@@ -138,6 +140,15 @@ def database_url() -> Iterator[str]:
 def server(database_url: str) -> Iterator[ServerProcess]:
     """One server process for the session (per-test servers only where a test must stop one)."""
     process = ServerProcess(database_url, log_name="session-server").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_server(database_url: str) -> Iterator[ServerProcess]:
+    """A server with accounts on, as ``notes serve`` starts by default."""
+    process = ServerProcess(database_url, env={"NOTES_AUTH": "on"},
+                            log_name="auth-server").start()
     yield process
     process.stop()
 

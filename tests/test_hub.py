@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import wait_for
 
+from notes.collab.access import Access
 from notes.collab.document import LiveDocument
 from notes.collab.hub import AsyncioTasks, Hub, HubClosed, HubLimits, save_task_name
 from notes.collab.session import JSON
@@ -94,6 +95,7 @@ class FakeConnection:
     def __init__(self, name: str = "someone"):
         self.id = uuid.uuid4().hex[:12]
         self.name = name
+        self.access = Access()
         self.messages: list[dict] = []
         self.closed: tuple[int, str] | None = None
 

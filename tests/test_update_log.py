@@ -17,6 +17,7 @@ from conftest import wait_for
 from live_helpers import yjs_text
 from sqlalchemy import text
 
+from notes.collab.access import Access
 from notes.collab.fanout import InProcessBus, Published
 from notes.collab.hub import AsyncioTasks, Hub, HubLimits
 from notes.collab.journal import LogEntry
@@ -33,6 +34,7 @@ class Member:
     def __init__(self, name: str = "someone"):
         self.id = uuid.uuid4().hex[:12]
         self.name = name
+        self.access = Access()
         self.messages: list[dict] = []
 
     def send(self, frame: str) -> None:
@@ -70,12 +72,12 @@ class DroppingBus(InProcessBus):
         self.dropped = 0
         self.drop_next = 0
 
-    def deliver(self, message: Published) -> None:
+    def deliver(self, message: Published, origin: str) -> None:
         if self.drop_next:
             self.drop_next -= 1
             self.dropped += 1
             return
-        super().deliver(message)
+        super().deliver(message, origin)
 
 
 LIMITS = HubLimits(debounce=60, max_wait=120)  # no debounced save unless a test flushes

@@ -5,8 +5,9 @@ others as Yjs updates, which merge in any order. The interface is small (``Fanou
 backends: ``InProcessBus`` here (several hubs in one process: tests, tools) and
 ``notes.store.fanout.PostgresFanout`` (LISTEN/NOTIFY, the same commit as the update log).
 
-A backend delivers, in commit order, one ``Published`` per stored update of another process, and
-says ``reconnected`` after it may have missed some (its listening connection dropped): the hub
+A backend delivers, in commit order, one ``Published`` per stored update of another process (and
+an ``AccessChanged`` when another process ended a credential or changed a share), and says
+``reconnected`` after it may have missed some (its listening connection dropped): the hub
 then catches every open note up from the log.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from notes.collab.access import AccessChanged
 from notes.collab.journal import LogEntry
 
 
@@ -33,7 +35,7 @@ class Published:
     deleted: bool = False
 
 
-Receive = Callable[[Published], None]
+Receive = Callable[[Published | AccessChanged], None]
 Reconnected = Callable[[], Awaitable[None]]
 
 
@@ -46,6 +48,9 @@ class Fanout(Protocol):
 
     async def publish_deleted(self, note_id: uuid.UUID) -> None:
         """Tell the other processes the note was deleted."""
+
+    async def publish_access(self, change: AccessChanged) -> None:
+        """Tell the other processes a credential ended or a share changed."""
 
     async def start(self, receive: Receive, reconnected: Reconnected) -> None:
         """Begin delivering the others' updates to ``receive``."""
@@ -68,9 +73,9 @@ class InProcessBus:
         self.members.append(fanout)
         return fanout
 
-    def deliver(self, message: Published) -> None:
+    def deliver(self, message: Published | AccessChanged, origin: str) -> None:
         for member in self.members:
-            if member.origin != message.origin and member.receive is not None:
+            if member.origin != origin and member.receive is not None:
                 member.receive(message)
 
 
@@ -86,10 +91,13 @@ class InProcessFanout:
             ids = await self.bus.store.append_updates(entries)
         for entry, log_id in zip(entries, ids, strict=True):
             self.bus.deliver(Published(self.origin, entry.note_id, entry.update, log_id,
-                                       entry.ref))
+                                       entry.ref), self.origin)
 
     async def publish_deleted(self, note_id: uuid.UUID) -> None:
-        self.bus.deliver(Published(self.origin, note_id, deleted=True))
+        self.bus.deliver(Published(self.origin, note_id, deleted=True), self.origin)
+
+    async def publish_access(self, change: AccessChanged) -> None:
+        self.bus.deliver(change, self.origin)
 
     async def start(self, receive: Receive, reconnected: Reconnected) -> None:
         self.receive = receive

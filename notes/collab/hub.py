@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
+from notes.collab.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AccessChanged
 from notes.collab.document import (
     LiveDocument,
     load_client_id,
@@ -195,7 +196,10 @@ class Hub:
                 log.exception("applying an update of note %s from another process failed",
                               message.note_id)
 
-    async def _receive(self, message: Published) -> None:
+    async def _receive(self, message: Published | AccessChanged) -> None:
+        if isinstance(message, AccessChanged):
+            self.apply_access(message)
+            return
         if message.deleted:
             await self.note_deleted(message.note_id, announce=False)
             return
@@ -412,6 +416,36 @@ class Hub:
         if self.fanout is not None:
             await self.fanout.stop()
         return unsaved
+
+    # --- access ---------------------------------------------------------------------------------
+
+    async def access_changed(self, change: AccessChanged) -> None:
+        """A credential ended or a share changed: act on the sockets open here and in the other
+        processes at once (a socket checked its credentials and role when it opened)."""
+        self.apply_access(change)
+        if self.fanout is not None:
+            try:
+                await self.fanout.publish_access(change)
+            except Exception:
+                log.exception("telling the other processes of an access change failed")
+
+    def apply_access(self, change: AccessChanged) -> None:
+        if change.credential_id is not None:
+            for room in self.rooms.values():
+                for member in list(room.members.values()):
+                    if member.access.credential_id == change.credential_id:
+                        member.close(CLOSE_UNAUTHENTICATED, "signed out or token deleted")
+            return
+        room = self.rooms.get(change.note_id) if change.note_id is not None else None
+        if room is None:
+            return
+        for member in list(room.members.values()):
+            if member.access.user_id != change.user_id:
+                continue
+            if change.role is None:
+                member.close(CLOSE_FORBIDDEN, "your access to this note was revoked")
+            else:
+                member.access.can_write = change.role.can_write
 
     async def note_deleted(self, note_id: uuid.UUID, *, announce: bool = True) -> None:
         """Tell everyone in the note (here, and with ``announce`` in the other processes too)

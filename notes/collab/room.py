@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from notes.collab.access import Access
 from notes.collab.awareness import Awareness
 from notes.collab.delta import Delta, transform_cursor
 from notes.collab.document import BadTitle, LiveDocument, Revision, UpdateApplied
@@ -56,6 +57,7 @@ class Member(Protocol):
     id: str
     name: str
     codec: Codec
+    access: Access  # who it is, whether it may write (the protocols refuse a viewer's changes)
 
     def send(self, frame: Frame) -> None:
         """Queue one frame; never blocks."""

@@ -121,6 +121,9 @@ def first_edit_ref(frame: str | bytes) -> tuple[bool, Any]:
     return True, message.get("ref")
 
 
+WRITES = ("edit", "title")  # the messages that change the note (refused to a viewer)
+
+
 def handle_frame(room: Room, member: Member, frame: str | bytes) -> None:
     """Apply one client frame to the room. Rejections answer ``error`` and change nothing."""
     try:
@@ -135,6 +138,9 @@ def handle_frame(room: Room, member: Member, frame: str | bytes) -> None:
         return
     ref = message.get("ref")
     kind = message.get("type")
+    if kind in WRITES and not member.access.can_write:
+        member.send(_error("forbidden", "you may read this note but not change it", ref))
+        return
     try:
         if kind == "edit":
             if "delta" not in message:

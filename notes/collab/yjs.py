@@ -38,6 +38,7 @@ SYNC_STEP2 = 1
 SYNC_UPDATE = 2
 
 AUTH_PERMISSION_DENIED = 0
+EMPTY_UPDATE = b"\x00\x00"  # no structs, no deletions
 
 # Close codes (docs/protocol.md, "Yjs"). y-websocket's provider does not reconnect after a code
 # in 4400-4499: a client whose document the server refused would only be refused again.
@@ -130,6 +131,9 @@ def _handle_sync(room: Room, member: Member, step: int, payload: bytes) -> None:
             raise YjsRefused(CLOSE_INVALID, error.message) from None
         member.send(sync_message(SYNC_STEP2, missing))
     elif step in (SYNC_STEP2, SYNC_UPDATE):
+        if not member.access.can_write:
+            _refuse_write(member, payload)
+            return
         try:
             room.apply_update(payload, origin=member)
         except TooLarge as error:
@@ -142,6 +146,14 @@ def _handle_sync(room: Room, member: Member, step: int, payload: bytes) -> None:
             raise YjsRefused(CLOSE_INVALID, error.message) from None
     else:
         raise YjsRefused(CLOSE_INVALID, f"unknown sync step {step}")
+
+
+def _refuse_write(member: Member, update: bytes) -> None:
+    """A viewer's update is neither applied nor relayed. Its client is told with the auth
+    message ``permission-denied``; the socket stays open, so that it goes on receiving."""
+    if update == EMPTY_UPDATE:
+        return  # y-websocket answers the server's step 1 so when it has nothing the server lacks
+    member.send(permission_denied("read-only: you may read this note but not change it"))
 
 
 __all__ = ["YJS", "YjsCodec", "YjsRefused", "handle_message"]

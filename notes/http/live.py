@@ -17,10 +17,12 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
 
+from notes.collab.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Access
 from notes.collab.hub import HubClosed
 from notes.collab.room import CLOSE_NOTE_GONE, Codec, Frame, Room
 from notes.collab.session import JSON, Resume, first_edit_ref, handle_frame
 from notes.collab.yjs import CLOSE_INVALID, YJS, YjsRefused, handle_message
+from notes.http.auth import caller_of, origin_allowed
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,12 @@ class SocketConnection:
     never slows the room down.
     """
 
-    def __init__(self, ws: WebsocketImplProtocol, name: str, queue_size: int, codec: Codec):
+    def __init__(self, ws: WebsocketImplProtocol, name: str, queue_size: int, codec: Codec,
+                 access: Access):
         self.id = uuid.uuid4().hex[:12]
         self.name = name
         self.codec = codec
+        self.access = access
         self.ws = ws
         self.queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=queue_size)
         self.close_code: int | None = None
@@ -129,10 +133,39 @@ def _name(request: Request) -> str:
     return (request.args.get("name") or "anonymous")[:MAX_NAME]
 
 
-@bp.websocket("/notes/<note_id:uuid>/live")
+async def socket_access(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID
+                        ) -> Access | None:
+    """Check the handshake's credentials and the caller's role before anything about the note
+    is sent; None once the socket is closed: 4401 without valid credentials, 4403 for a
+    cookie from another site's page, 4404 for a note the caller may not see."""
+    if not request.app.ctx.settings.auth_on:
+        return Access()
+    caller = caller_of(request)
+    if caller is None:
+        await ws.close(CLOSE_UNAUTHENTICATED, "sign in, or pass ?token=TOKEN")
+        return None
+    if caller.kind == "session" and not origin_allowed(request, request.headers.get("origin")):
+        await ws.close(CLOSE_FORBIDDEN, "cross-site socket refused")
+        return None
+    try:
+        role = await request.app.ctx.account_store.role(note_id, caller.user.id)
+    except Exception:
+        log.exception("checking access to note %s for a live connection failed", note_id)
+        await ws.close(CLOSE_SERVER_ERROR, "server error")
+        return None
+    if role is None:
+        await ws.close(CLOSE_NOTE_GONE, "note not found")
+        return None
+    return Access(caller.user.id, caller.credential_id, role.can_write)
+
+
+@bp.websocket("/notes/<note_id:uuid>/live", ctx_socket=True)
 async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
+    access = await socket_access(request, ws, note_id)
+    if access is None:
+        return
     connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
-                                  JSON)
+                                  JSON, access)
     hub = request.app.ctx.hub
     edited = False  # the first edit came (and its ref was looked up)
 
@@ -150,16 +183,21 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
                        _since(request.args.get("since"), request.args.get("epoch")))
 
 
-@bp.websocket("/yjs/<room_name:str>")
+@bp.websocket("/yjs/<room_name:str>", ctx_socket=True)
 async def yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> None:
     """y-websocket's provider connects to ``serverUrl + "/" + roomname``: the note's id."""
     try:
         note_id = uuid.UUID(room_name)
     except ValueError:
+        note_id = None
+    access = await socket_access(request, ws, note_id or uuid.UUID(int=0))
+    if access is None:
+        return
+    if note_id is None:
         await ws.close(CLOSE_NOTE_GONE, "note not found")
         return
     connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
-                                  YJS)
+                                  YJS, access)
     await serve_socket(request, ws, note_id, connection, _handle_yjs_frame)
 
 

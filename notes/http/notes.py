@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty
 from sanic.response import json as json_response
@@ -12,8 +12,9 @@ from sanic_ext.extensions.openapi.definitions import Parameter
 
 from notes import use_cases
 from notes.collab.document import EditRejected
-from notes.collab.json_input import BadJson, parse_json
 from notes.collab.text import text_problem
+from notes.http.auth import authorize, caller_of, not_found
+from notes.http.bodies import parse_body
 from notes.http.openapi_docs import header, json_body, ok, openapi, problems, query
 from notes.http.problems import Problem
 from notes.http.schemas import (
@@ -36,26 +37,6 @@ NOTE_ID = Parameter("note_id", uuid.UUID, location="path",
                     required=True, description="The note's id.")
 
 
-def parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
-    """JSON body -> model: 415 wrong content type, 400 malformed JSON, 422 wrong fields."""
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json" and not content_type.endswith("+json"):
-        raise Problem(415, "Send the body as application/json.", kind="unsupported-media-type")
-    try:
-        data = parse_json(request.body)
-    except BadJson as error:
-        raise Problem(400, f"The body is {error}.", kind="malformed-json") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        errors = [
-            {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-            for item in error.errors(include_url=False, include_input=False)
-        ]
-        raise Problem(422, "The body does not match the schema.", kind="validation-error",
-                      errors=errors) from None
-
-
 def note_json(note: StoredNote) -> dict:
     return NoteOut.model_validate(note, from_attributes=True).model_dump(mode="json")
 
@@ -75,7 +56,7 @@ def _ctx(request: Request):
 
 
 def _not_found() -> Problem:
-    return Problem(404, "No note with this id.", kind="not-found")
+    return not_found()
 
 
 def _invalid(error: use_cases.InvalidNote) -> Problem:
@@ -93,8 +74,11 @@ def _invalid(error: use_cases.InvalidNote) -> Problem:
 async def create_note(request: Request) -> HTTPResponse:
     body = parse_body(request, NoteCreate)
     ctx = _ctx(request)
+    caller = caller_of(request)
+    owner = caller.user if caller is not None and ctx.settings.auth_on else None
     try:
-        note = await use_cases.create_note(ctx.store, ctx.limits, body.title, body.content)
+        note = await use_cases.create_note(ctx.store, ctx.limits, body.title, body.content,
+                                           owner=owner)
     except use_cases.InvalidNote as error:
         raise _invalid(error) from None
     return note_response(note, 201, {"Location": f"/notes/{note.id}"})
@@ -127,12 +111,21 @@ async def list_notes(request: Request) -> HTTPResponse:
     try:
         notes, next_cursor = await use_cases.list_notes(
             ctx.store, ctx.hub, ctx.limits, query=search, limit=limit,
-            cursor=request.args.get("cursor"),
+            cursor=request.args.get("cursor"), reader=_reader(request),
         )
     except use_cases.InvalidCursor as error:
         raise Problem(400, str(error), kind="invalid-cursor") from None
     body = {"items": [note_json(note) for note in notes], "next_cursor": next_cursor}
     return json_response(body, headers={"Cache-Control": "no-cache"})
+
+
+def _reader(request: Request) -> uuid.UUID | None:
+    """Whose notes a listing shows (None: everyone's, accounts are off)."""
+    caller = caller_of(request)
+    if not _ctx(request).settings.auth_on:
+        return None
+    assert caller is not None  # the middleware lets nobody else through
+    return caller.user.id
 
 
 INT32_MAX = 2**31 - 1
@@ -163,8 +156,9 @@ def _limit(raw: str | None, maximum: int) -> int | None:
 )
 async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     ctx = _ctx(request)
+    role = await authorize(request, note_id)
     try:
-        note = await use_cases.read_note(ctx.store, ctx.hub, note_id)
+        note = await use_cases.read_note(ctx.store, ctx.hub, note_id, role=role)
     except use_cases.NoteNotFound:
         raise _not_found() from None
     etag = use_cases.etag_of(note.title, note.content)
@@ -175,6 +169,7 @@ async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
 
 
 async def _update(request: Request, note_id: uuid.UUID, model: type[BaseModel]) -> HTTPResponse:
+    role = await authorize(request, note_id, write=True)
     body = parse_body(request, model)
     title, content = getattr(body, "title", None), getattr(body, "content", None)
     if title is None and content is None:
@@ -184,7 +179,7 @@ async def _update(request: Request, note_id: uuid.UUID, model: type[BaseModel]) 
     try:
         note = await use_cases.update_note(
             ctx.store, ctx.hub, ctx.limits, note_id, title=title, content=content,
-            if_match=request.headers.get("if-match"),
+            if_match=request.headers.get("if-match"), role=role,
         )
     except use_cases.NoteNotFound:
         raise _not_found() from None
@@ -235,6 +230,7 @@ async def patch_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
 )
 async def delete_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     ctx = _ctx(request)
+    await authorize(request, note_id, manage=True)
     try:
         await use_cases.delete_note(ctx.store, ctx.hub, note_id,
                                     if_match=request.headers.get("if-match"))
@@ -260,6 +256,7 @@ async def delete_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     tag="live",
 )
 async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
+    await authorize(request, note_id, write=True)
     body = parse_body(request, EditRequest)
     try:
         revision, epoch = await use_cases.apply_http_edit(_ctx(request).hub, note_id, body.rev,

@@ -22,7 +22,9 @@ COMPONENTS = "#/components/schemas/{model}"
 DOCUMENTED_MODELS = (
     schemas.NoteCreate, schemas.NoteReplace, schemas.NotePatch, schemas.EditRequest,
     schemas.NoteOut, schemas.NotePage, schemas.EditApplied, schemas.EditConflict,
-    schemas.Health, schemas.Problem,
+    schemas.Health, schemas.Problem, schemas.Credentials, schemas.UserOut, schemas.AuthStatus,
+    schemas.TokenCreate, schemas.TokenOut, schemas.TokenCreated, schemas.TokenList,
+    schemas.ShareRequest, schemas.ShareOut, schemas.ShareList,
 )
 
 

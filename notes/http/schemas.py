@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,6 +75,10 @@ class NoteOut(BaseModel):
     version: int = Field(description="Changes whenever the stored note changes.")
     created_at: datetime
     updated_at: datetime
+    owner: str | None = Field(
+        default=None, description="The owner's username (null: made while accounts were off).")
+    role: Literal["owner", "editor", "viewer"] | None = Field(
+        default=None, description="Your role on the note: `owner`, `editor` or `viewer`.")
 
 
 class NotePage(BaseModel):
@@ -133,3 +137,57 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+
+
+# --- accounts and sharing ------------------------------------------------------------------------
+
+
+class Credentials(_Strict):
+    username: str = Field(description="1 to 40 of `a-z`, `0-9`, `_`, `.`, `-`.")
+    password: str = Field(description="At least 8 characters.")
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    username: str
+    created_at: datetime
+
+
+class AuthStatus(BaseModel):
+    auth: Literal["on", "off"] = Field(description="`off`: every note is open to everyone.")
+    signup: Literal["open", "closed"]
+    user: UserOut | None = Field(description="Who you are signed in as (null: nobody).")
+
+
+class TokenCreate(_Strict):
+    name: str = Field(min_length=1, max_length=100, description="What the token is for.")
+
+
+class TokenOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret, shown only this once: send it as "
+                       "`Authorization: Bearer TOKEN`, or `?token=TOKEN` on a websocket.")
+
+
+class TokenList(BaseModel):
+    items: list[TokenOut]
+
+
+class ShareRequest(_Strict):
+    role: Literal["viewer", "editor"]
+
+
+class ShareOut(BaseModel):
+    username: str
+    role: Literal["viewer", "editor"]
+    created_at: datetime
+
+
+class ShareList(BaseModel):
+    owner: str | None = Field(description="The owner's username.")
+    items: list[ShareOut]

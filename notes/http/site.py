@@ -32,7 +32,7 @@ PROTOCOL_DOC = _protocol_doc()
 bp = Blueprint("site")
 
 
-@bp.get("/health")
+@bp.get("/health", ctx_public=True)
 @openapi.definition(summary="Is the server and its database up?",
                     response=[ok(Health), *problems()], tag="service")
 async def health(request: Request) -> HTTPResponse:
@@ -44,13 +44,13 @@ async def health(request: Request) -> HTTPResponse:
                  "process": {"pid": os.getpid(), **request.app.ctx.hub.stats()}})
 
 
-@bp.get("/")
+@bp.get("/", ctx_public=True)
 @openapi.exclude()
 async def index(request: Request) -> HTTPResponse:
     return await file(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-@bp.get("/docs/protocol")
+@bp.get("/docs/protocol", ctx_public=True)
 @openapi.exclude()
 async def protocol(request: Request) -> HTTPResponse:
     return text(PROTOCOL_DOC.read_text(encoding="utf-8"),

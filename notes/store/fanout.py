@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from notes.collab.access import AccessChanged, Role
 from notes.collab.fanout import Published, Receive, Reconnected
 from notes.collab.journal import LogEntry
 from notes.store.database import asyncpg_dsn
@@ -36,14 +37,36 @@ def encode_payload(origin: str, entry: LogEntry) -> str:
                        "u": base64.b64encode(entry.update).decode()}, separators=(",", ":"))
 
 
-def decode_payload(payload: str) -> Published:
+def encode_access(origin: str, change: AccessChanged) -> str:
+    return json.dumps({
+        "o": origin, "a": True,
+        "c": _text(change.credential_id), "n": _text(change.note_id),
+        "u": _text(change.user_id), "r": None if change.role is None else change.role.value,
+    }, separators=(",", ":"))
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(value)
+
+
+def decode_payload(payload: str) -> tuple[str, Published | AccessChanged]:
+    """(the publishing process, the message)."""
     message = json.loads(payload)
+    if message.get("a"):
+        role = message.get("r")
+        return message["o"], AccessChanged(
+            credential_id=_uuid(message.get("c")), note_id=_uuid(message.get("n")),
+            user_id=_uuid(message.get("u")), role=None if role is None else Role(role))
     if message.get("d"):
-        return Published(message["o"], uuid.UUID(message["n"]), deleted=True)
+        return message["o"], Published(message["o"], uuid.UUID(message["n"]), deleted=True)
     update = message.get("u")
-    return Published(message["o"], uuid.UUID(message["n"]),
-                     None if update is None else base64.b64decode(update),
-                     message.get("i"), message.get("r"))
+    return message["o"], Published(message["o"], uuid.UUID(message["n"]),
+                                   None if update is None else base64.b64decode(update),
+                                   message.get("i"), message.get("r"))
 
 
 class PostgresFanout:
@@ -73,6 +96,9 @@ class PostgresFanout:
         payload = json.dumps({"o": self.origin, "n": str(note_id), "d": True})
         await self.store.notify(CHANNEL, [payload])
 
+    async def publish_access(self, change: AccessChanged) -> None:
+        await self.store.notify(CHANNEL, [encode_access(self.origin, change)])
+
     # --- listening ----------------------------------------------------------------------------
 
     async def start(self, receive: Receive, reconnected: Reconnected) -> None:
@@ -91,11 +117,11 @@ class PostgresFanout:
 
     def _on_notification(self, _connection, _pid, _channel, payload: str) -> None:
         try:
-            message = decode_payload(payload)
+            origin, message = decode_payload(payload)
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed notification on %s", CHANNEL)
             return
-        if message.origin != self.origin and self._receive is not None:
+        if origin != self.origin and self._receive is not None:
             self._receive(message)
 
     async def _keep_listening(self) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Computed,
     DateTime,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
     text,
@@ -52,6 +54,11 @@ class Note(Base):
     # The client refs of the updates compacted into the snapshot (the newest last), so that an
     # edit resent after a reconnect is recognised and not applied twice.
     refs: Mapped[list | None] = mapped_column(JSONB, nullable=True)
+    # Who created it (None: created while NOTES_AUTH=off, and claimed by the next new account).
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE", name="fk_notes_owner_id_users"),
+        nullable=True,
+    )
     # The live-editing revision of the process that saved last (revisions are per process).
     rev: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
     # Changes on every write of the row.
@@ -71,6 +78,7 @@ class Note(Base):
     __table_args__ = (
         Index("ix_notes_updated_at_id", "updated_at", "id"),
         Index("ix_notes_search_vector", "search_vector", postgresql_using="gin"),
+        Index("ix_notes_owner_id_updated_at_id", "owner_id", "updated_at", "id"),
     )
 
 
@@ -91,3 +99,74 @@ class NoteUpdate(Base):
     )
 
     __table_args__ = (Index("ix_note_updates_note_id_id", "note_id", "id"),)
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    username: Mapped[str] = mapped_column(Text, nullable=False)
+    password_hash: Mapped[str] = mapped_column(Text, nullable=False)  # argon2id, a PHC string
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (UniqueConstraint("username", name="uq_users_username"),)
+
+
+class _Credential:
+    """A session or an API token: its public id and only a hash of its secret."""
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class Session(_Credential, Base):
+    """A browser's sign-in (the session cookie)."""
+
+    __tablename__ = "sessions"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE", name="fk_sessions_user_id_users"),
+        nullable=False, index=True,
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ApiToken(_Credential, Base):
+    """A named token for scripts and editors (``Authorization: Bearer``, ``?token=``)."""
+
+    __tablename__ = "api_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE", name="fk_api_tokens_user_id_users"),
+        nullable=False, index=True,
+    )
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class Share(Base):
+    """A user's role on someone else's note."""
+
+    __tablename__ = "shares"
+
+    note_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("notes.id", ondelete="CASCADE", name="fk_shares_note_id_notes"),
+        primary_key=True,
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE", name="fk_shares_user_id_users"),
+        primary_key=True, index=True,
+    )
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'editor')", name="ck_shares_role"),)

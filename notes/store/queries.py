@@ -9,12 +9,17 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Uuid,
+    and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
     insert,
+    literal,
     literal_column,
+    or_,
     select,
     text,
     tuple_,
@@ -27,10 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notes.collab.document import merge_snapshot
 from notes.collab.journal import LogEntry
 from notes.collab.saver import SaveRejected
-from notes.store.models import SEARCH_CONFIG, Note, NoteUpdate
+from notes.store.models import SEARCH_CONFIG, Note, NoteUpdate, Share
 
 notes_table = Note.__table__
 log_table = NoteUpdate.__table__
+shares_table = Share.__table__
 KEPT_REFS = 1000  # refs of compacted updates kept with the snapshot
 
 # A merge of the snapshot with the replica being saved: (stored Yjs state, content, title, the
@@ -44,6 +50,9 @@ _PUBLIC_COLUMNS = (
     notes_table.c.version,
     notes_table.c.created_at,
     notes_table.c.updated_at,
+    # (as text: SQLAlchemy does not correlate a subquery in an INSERT's RETURNING)
+    literal_column("(SELECT username FROM users WHERE users.id = notes.owner_id)")
+    .label("owner"),
 )
 
 
@@ -56,7 +65,9 @@ class StoredNote:
     version: int
     created_at: datetime
     updated_at: datetime
+    owner: str | None = None  # the owner's username (None: nobody's, made with NOTES_AUTH=off)
     epoch: str | None = None  # the live copy's revision numbering, when answered live
+    role: str | None = None  # the caller's role, when answered to one
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,29 @@ def _stored(row) -> StoredNote:
     return StoredNote(**{column.name: row._mapping[column.name] for column in _PUBLIC_COLUMNS})
 
 
-def _listing(*, search: bool, paged: bool):
-    statement = select(*_PUBLIC_COLUMNS).order_by(
+def _listed(row) -> StoredNote:
+    return replace(_stored(row), role=row.role)
+
+
+_READER = bindparam("reader", type_=Uuid)
+# The reader's share of each note (a left join: their own notes have none).
+_READERS_SHARE = and_(shares_table.c.note_id == notes_table.c.id,
+                      shares_table.c.user_id == _READER)
+
+
+def _listing(*, search: bool, paged: bool, reader: bool):
+    """``reader``: only the notes the user ``reader`` may read, with their role (else every
+    note, as its owner: accounts are off)."""
+    if reader:
+        role = case((notes_table.c.owner_id == _READER, "owner"), else_=shares_table.c.role)
+        statement = (
+            select(*_PUBLIC_COLUMNS, role.label("role"))
+            .select_from(notes_table.outerjoin(shares_table, _READERS_SHARE))
+            .where(or_(notes_table.c.owner_id == _READER, shares_table.c.user_id.is_not(None)))
+        )
+    else:
+        statement = select(*_PUBLIC_COLUMNS, literal("owner").label("role"))
+    statement = statement.order_by(
         notes_table.c.updated_at.desc(), notes_table.c.id.desc()
     ).limit(bindparam("limit"))
     if search:
@@ -107,7 +139,7 @@ _PING = text("SELECT 1")
 _CREATE = (
     insert(notes_table)
     .values(id=bindparam("new_id"), title=bindparam("new_title"),
-            content=bindparam("new_content"))
+            content=bindparam("new_content"), owner_id=bindparam("new_owner_id", type_=Uuid))
     .returning(*_PUBLIC_COLUMNS)
 )
 _LOG_OF_NOTE = log_table.c.note_id == notes_table.c.id
@@ -141,8 +173,8 @@ _REF_STORED = text(
     "SELECT EXISTS (SELECT 1 FROM note_updates WHERE note_id = :note_id AND ref = :ref)"
     " OR COALESCE((SELECT refs ? :ref FROM notes WHERE id = :note_id), false)"
 )
-_LISTINGS = {(search, paged): _listing(search=search, paged=paged)
-             for search in (False, True) for paged in (False, True)}
+_LISTINGS = {(search, paged, reader): _listing(search=search, paged=paged, reader=reader)
+             for search in (False, True) for paged in (False, True) for reader in (False, True)}
 _SAVE = (
     update(notes_table)
     .where(_BY_ID)
@@ -213,8 +245,10 @@ class NoteStore:
     async def ping(self) -> None:
         await self._one(_PING)
 
-    async def create(self, title: str, content: str) -> StoredNote:
-        row = await self._one(_CREATE, new_id=uuid.uuid4(), new_title=title, new_content=content)
+    async def create(self, title: str, content: str, owner_id: uuid.UUID | None = None
+                     ) -> StoredNote:
+        row = await self._one(_CREATE, new_id=uuid.uuid4(), new_title=title, new_content=content,
+                              new_owner_id=owner_id)
         return _stored(row)
 
     async def get(self, note_id: uuid.UUID) -> StoredNote | None:
@@ -240,16 +274,18 @@ class NoteStore:
                          [*(row.refs or ()), *(row.log_refs or ())])
 
     async def list(
-        self, *, query: str | None = None, limit: int, after: PageKey | None = None
+        self, *, query: str | None = None, limit: int, after: PageKey | None = None,
+        reader: uuid.UUID | None = None,
     ) -> list[StoredNote]:
-        """Notes, newest-updated first; ``query`` filters by PostgreSQL full-text search."""
-        statement = _LISTINGS[bool(query), after is not None]
-        params = {"limit": limit, "query": query}
+        """Notes, newest-updated first, with the reader's role in each; ``query`` filters by
+        PostgreSQL full-text search. ``reader``: only the notes that user may read (None: all)."""
+        statement = _LISTINGS[bool(query), after is not None, reader is not None]
+        params = {"limit": limit, "query": query, "reader": reader}
         if after is not None:
             params |= {"after_updated_at": after.updated_at, "after_id": after.id}
         async with self.reader.connect() as connection:
             rows = (await connection.execute(statement, params)).all()
-        return [_stored(row) for row in rows]
+        return [_listed(row) for row in rows]
 
     async def save(
         self,

@@ -1,0 +1,253 @@
+"""Accounts: sign-up and sign-in, sessions and API tokens, and who a request's caller is.
+
+Passwords are hashed with argon2id (``argon2-cffi``), off the event loop. A session or token is
+``notes_<id>_<secret>``: the id finds the row, and only a SHA-256 hash of the 32-byte random
+secret is stored, compared in constant time. Failed sign-ins are throttled per username and per
+address (``LoginThrottle``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import math
+import re
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from notes.store.accounts import AccountStore, TokenInfo, User, UsernameTaken
+
+USERNAME = re.compile(r"[a-z0-9_.-]{1,40}")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # code points: hashing cost stays bounded
+MAX_TOKEN_NAME = 100
+TOKEN_PREFIX = "notes_"
+SECRET_BYTES = 32
+
+
+class InvalidAccount(ValueError):
+    """Field errors, each ``{"loc": [...], "msg": ..., "type": ...}``."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__("; ".join(error["msg"] for error in errors))
+        self.errors = errors
+
+
+class BadCredentials(Exception):
+    """A wrong username or a wrong password: the same answer for both."""
+
+
+class Throttled(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed sign-ins; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a request: ``user`` and the credential used (``"session"`` or ``"token"``)."""
+
+    user: User
+    credential_id: uuid.UUID
+    kind: str
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A new session or token: its id and the secret string, shown once."""
+
+    id: uuid.UUID
+    token: str
+
+
+def check_username(username: str) -> None:
+    if not USERNAME.fullmatch(username):
+        raise InvalidAccount([{"loc": ["username"], "type": "invalid_username",
+                               "msg": "1 to 40 of a-z, 0-9, '_', '.' and '-'"}])
+
+
+def check_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise InvalidAccount([{"loc": ["password"], "type": "invalid_password",
+                               "msg": f"{MIN_PASSWORD} to {MAX_PASSWORD} characters"}])
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+
+def issue_secret() -> tuple[Issued, bytes]:
+    """A new credential and the hash of its secret to store."""
+    credential_id = uuid.uuid4()
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    return Issued(credential_id, f"{TOKEN_PREFIX}{credential_id.hex}_{secret}"), _hash(secret)
+
+
+def parse_secret(token: str) -> tuple[uuid.UUID, str] | None:
+    """(id, secret) of a ``notes_<id>_<secret>`` string, None if it is not one."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    body = token[len(TOKEN_PREFIX):]
+    raw_id, separator, secret = body[:32], body[32:33], body[33:]
+    if separator != "_" or not secret:
+        return None
+    try:
+        return uuid.UUID(hex=raw_id), secret
+    except ValueError:
+        return None
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+# --- throttling ----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoginThrottle:
+    """At most ``per_user`` failed sign-ins per username and ``per_address`` per client address
+    within ``window`` seconds; beyond, sign-in is refused (even with the right password) until
+    the oldest of those failures is ``window`` old. In memory, per process."""
+
+    per_user: int = 5
+    per_address: int = 50
+    window: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+
+    def _limit(self, key: tuple[str, str]) -> int:
+        return self.per_user if key[0] == "user" else self.per_address
+
+    def check(self, *keys: tuple[str, str]) -> None:
+        """``Throttled`` (with the seconds to wait) if any key failed too often lately."""
+        now = self.clock()
+        wait = 0.0
+        for key in keys:
+            failures = self._failures.get(key)
+            if failures is not None and len(failures) == self._limit(key):
+                wait = max(wait, failures[0] + self.window - now)
+        if wait > 0:
+            raise Throttled(math.ceil(wait))
+
+    def failed(self, *keys: tuple[str, str]) -> None:
+        now = self.clock()
+        if len(self._failures) > 100_000:  # forget the keys whose failures are all old
+            self._failures = {key: failures for key, failures in self._failures.items()
+                              if failures[-1] > now - self.window}
+        for key in keys:
+            self._failures.setdefault(key, deque(maxlen=self._limit(key))).append(now)
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        self._failures.pop(key, None)
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+class Accounts:
+    def __init__(self, store: AccountStore, *, session_days: float = 30.0,
+                 throttle: LoginThrottle | None = None):
+        self.store = store
+        self.session_lifetime = timedelta(days=session_days)
+        self.throttle = throttle or LoginThrottle()
+        self.hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile
+        self._dummy_hash: str | None = None
+
+    async def _run(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+    async def create_user(self, username: str, password: str) -> User:
+        """A new account (``UsernameTaken`` if the name is in use). The first one created after
+        notes were made with accounts off owns them."""
+        check_username(username)
+        check_password(password)
+        password_hash = await self._run(self.hasher.hash, password)
+        return await self.store.create_user(username, password_hash)
+
+    async def verify_password(self, username: str, password: str) -> User:
+        """The user, if the password is theirs; ``BadCredentials`` otherwise (after the same
+        work either way), ``Throttled`` after too many failures."""
+        found = await self.store.user_and_hash(username)
+        if found is None:
+            # Hash anyway, so that a missing name takes as long as a wrong password.
+            if self._dummy_hash is None:
+                self._dummy_hash = await self._run(self.hasher.hash, generate_password())
+            await self._run(self._verifies, self._dummy_hash, password)
+            raise BadCredentials()
+        user, password_hash = found
+        if not await self._run(self._verifies, password_hash, password):
+            raise BadCredentials()
+        if self.hasher.check_needs_rehash(password_hash):
+            await self.store.set_password_hash(user.id, await self._run(self.hasher.hash,
+                                                                        password))
+        return user
+
+    def _verifies(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def login(self, username: str, password: str, address: str) -> tuple[User, Issued]:
+        keys = (("user", username), ("address", address))
+        self.throttle.check(*keys)
+        try:
+            user = await self.verify_password(username, password[:MAX_PASSWORD + 1])
+        except BadCredentials:
+            self.throttle.failed(*keys)
+            raise
+        self.throttle.succeeded(keys[0])
+        return user, await self.start_session(user)
+
+    async def start_session(self, user: User) -> Issued:
+        issued, secret_hash = issue_secret()
+        expires_at = datetime.now(UTC) + self.session_lifetime
+        await self.store.create_session(user.id, issued.id, secret_hash, expires_at)
+        return issued
+
+    async def end_session(self, token: str) -> uuid.UUID | None:
+        """End the session this cookie holds (if it is valid); its id."""
+        caller = await self.authenticate("session", token)
+        if caller is None:
+            return None
+        await self.store.delete_session(caller.credential_id)
+        return caller.credential_id
+
+    async def authenticate(self, kind: str, token: str) -> Caller | None:
+        """The caller a ``"session"`` cookie or a ``"token"`` stands for; None if not valid."""
+        parsed = parse_secret(token)
+        if parsed is None:
+            return None
+        credential_id, secret = parsed
+        stored = await self.store.credential(kind, credential_id)
+        if stored is None or not hmac.compare_digest(stored.secret_hash, _hash(secret)):
+            return None
+        if stored.expires_at is not None and stored.expires_at <= datetime.now(UTC):
+            return None
+        return Caller(stored.user, stored.id, kind)
+
+    async def create_token(self, user: User, name: str) -> tuple[TokenInfo, Issued]:
+        if not 1 <= len(name) <= MAX_TOKEN_NAME:
+            raise InvalidAccount([{"loc": ["name"], "type": "invalid_name",
+                                   "msg": f"1 to {MAX_TOKEN_NAME} characters"}])
+        issued, secret_hash = issue_secret()
+        info = await self.store.create_token(user.id, issued.id, name, secret_hash)
+        return info, issued
+
+
+__all__ = ["Accounts", "BadCredentials", "Caller", "InvalidAccount", "Issued", "LoginThrottle",
+           "Throttled", "UsernameTaken", "check_password", "check_username", "generate_password",
+           "issue_secret", "parse_secret"]

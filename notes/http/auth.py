@@ -1,0 +1,325 @@
+"""Accounts over HTTP: the credentials check every request passes, and the ``/auth`` routes.
+
+``authenticate`` (request middleware) finds the caller: ``Authorization: Bearer TOKEN``, the
+session cookie, or on a websocket ``?token=TOKEN``. Without valid credentials a route answers
+401 unless it is marked public (``ctx_public=True``: health, docs, the page, its assets and
+signing in); a websocket route (``ctx_socket=True``) checks for itself, so as to close with 4401.
+State-changing requests from a browser on another origin are refused (403), whatever their
+credentials: no cross-site request forgery.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, empty
+from sanic.response import json as json_response
+
+from notes.accounts import (
+    Accounts,
+    BadCredentials,
+    Caller,
+    InvalidAccount,
+    Throttled,
+    UsernameTaken,
+)
+from notes.collab.access import AccessChanged, Role
+from notes.config import Settings
+from notes.http.bodies import parse_body
+from notes.http.openapi_docs import json_body, ok, openapi, problems
+from notes.http.problems import Problem
+from notes.http.schemas import (
+    AuthStatus,
+    Credentials,
+    TokenCreate,
+    TokenCreated,
+    TokenList,
+    UserOut,
+)
+
+bp = Blueprint("auth")
+
+SESSION_COOKIE = "notes_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Routes that sanic-ext or ``app.static`` register, public by path.
+PUBLIC_PREFIXES = ("/docs", "/static/", "/swagger")
+
+
+def _accounts(request: Request) -> Accounts:
+    return request.app.ctx.accounts
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.ctx.settings
+
+
+def caller_of(request: Request) -> Caller | None:
+    return getattr(request.ctx, "caller", None)
+
+
+def _route_flag(request: Request, name: str) -> bool:
+    route = request.route
+    return route is not None and bool(getattr(route.ctx, name, False))
+
+
+def is_public(request: Request) -> bool:
+    return (request.route is None  # no such route: 404 (or 405) for everyone
+            or _route_flag(request, "public") or request.path.startswith(PUBLIC_PREFIXES))
+
+
+def is_socket(request: Request) -> bool:
+    return _route_flag(request, "socket")
+
+
+def origin_allowed(request: Request, origin: str | None) -> bool:
+    """No Origin (not a browser), this server's own (its Host), or one listed in
+    NOTES_ALLOWED_ORIGINS."""
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    return urlsplit(origin).netloc == request.host or origin in _settings(request).origins
+
+
+def unauthorized(detail: str, *, invalid_token: bool = False) -> Problem:
+    challenge = 'Bearer realm="notes"' + (', error="invalid_token"' if invalid_token else "")
+    return Problem(401, detail, kind="unauthorized", headers={"WWW-Authenticate": challenge})
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _find_caller(request: Request) -> tuple[Caller | None, bool]:
+    """(the caller, whether credentials were given at all)."""
+    accounts = _accounts(request)
+    token = _bearer(request)
+    if token is None and is_socket(request):
+        token = request.args.get("token")
+    if token is not None:
+        return await accounts.authenticate("token", token), True
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return await accounts.authenticate("session", cookie), True
+    return None, False
+
+
+async def authenticate(request: Request) -> None:
+    """Request middleware: ``request.ctx.caller``, 401 where credentials are needed, 403 for a
+    cross-site state-changing request."""
+    request.ctx.caller = None
+    if request.method not in SAFE_METHODS and not origin_allowed(
+            request, request.headers.get("origin")):
+        raise Problem(403, "Cross-site requests may not change anything here.",
+                      kind="cross-site-request")
+    if request.method == "OPTIONS":
+        return
+    caller, given = await _find_caller(request)
+    request.ctx.caller = caller
+    if caller is not None or not _settings(request).auth_on:
+        return
+    if is_public(request) or is_socket(request):
+        return
+    if given:
+        raise unauthorized("The credentials are not valid (wrong, deleted or expired).",
+                           invalid_token=True)
+    raise unauthorized("Sign in, or send `Authorization: Bearer TOKEN`.")
+
+
+def require_caller(request: Request) -> Caller:
+    caller = caller_of(request)
+    if caller is None:
+        raise unauthorized("Sign in, or send `Authorization: Bearer TOKEN`.")
+    return caller
+
+
+async def role_on(request: Request, note_id: uuid.UUID) -> Role | None:
+    """The caller's role on the note (None: they may not see it). With accounts off everyone
+    owns everything (the note may still not exist)."""
+    if not _settings(request).auth_on:
+        return Role.OWNER
+    caller = require_caller(request)
+    return await request.app.ctx.account_store.role(note_id, caller.user.id)
+
+
+def not_found() -> Problem:
+    return Problem(404, "No note with this id.", kind="not-found")
+
+
+async def authorize(request: Request, note_id: uuid.UUID, *, write: bool = False,
+                    manage: bool = False) -> Role:
+    """The caller's role if it allows the action: 404 when the note is not theirs to see (its
+    existence is not revealed), 403 when they see it but may not do this."""
+    role = await role_on(request, note_id)
+    if role is None:
+        raise not_found()
+    if manage and not role.can_manage:
+        raise Problem(403, "Only the note's owner may do this.", kind="forbidden")
+    if write and not role.can_write:
+        raise Problem(403, "You may read this note but not change it.", kind="forbidden")
+    return role
+
+
+def user_json(user) -> dict:
+    return UserOut.model_validate(user, from_attributes=True).model_dump(mode="json")
+
+
+def _set_session_cookie(request: Request, response: HTTPResponse, token: str) -> None:
+    settings = _settings(request)
+    response.add_cookie(SESSION_COOKIE, token, path="/", httponly=True, samesite="Lax",
+                        secure=settings.cookie_secure,
+                        max_age=int(settings.session_days * 86400))
+
+
+def _client_address(request: Request) -> str:
+    return request.remote_addr or request.ip or "unknown"
+
+
+def _invalid(error: InvalidAccount) -> Problem:
+    return Problem(422, "The account breaks a rule.", kind="validation-error",
+                   errors=error.errors)
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+
+@bp.get("/auth/status", ctx_public=True)
+@openapi.definition(summary="Are accounts on, may I sign up, who am I?",
+                    response=[ok(AuthStatus), *problems()], tag="accounts")
+async def auth_status(request: Request) -> HTTPResponse:
+    settings = _settings(request)
+    caller = caller_of(request)
+    return json_response({"auth": settings.auth, "signup": settings.signup,
+                          "user": None if caller is None else user_json(caller.user)})
+
+
+@bp.post("/auth/signup", ctx_public=True)
+@openapi.definition(
+    summary="Create an account",
+    description="Answers with the user and a session cookie. Refused (403) while "
+    "`NOTES_SIGNUP=closed`: then accounts come from `notes users add NAME`.",
+    body=json_body(Credentials, "The new account's username and password."),
+    response=[ok(UserOut, 201, "Created and signed in (`Set-Cookie`)."),
+              *problems(400, 403, 409, 413, 415, 422)],
+    tag="accounts",
+)
+async def signup(request: Request) -> HTTPResponse:
+    if _settings(request).signup != "open":
+        raise Problem(403, "Sign-up is closed on this server; ask its operator for an account.",
+                      kind="signup-closed")
+    body = parse_body(request, Credentials)
+    accounts = _accounts(request)
+    try:
+        user = await accounts.create_user(body.username, body.password)
+    except InvalidAccount as error:
+        raise _invalid(error) from None
+    except UsernameTaken:
+        raise Problem(409, "That username is taken.", kind="username-taken") from None
+    issued = await accounts.start_session(user)
+    response = json_response(user_json(user), status=201)
+    _set_session_cookie(request, response, issued.token)
+    return response
+
+
+@bp.post("/auth/login", ctx_public=True)
+@openapi.definition(
+    summary="Sign in",
+    description="Answers with the user and a session cookie. After repeated failures for one "
+    "username or from one address, 429 with `Retry-After`.",
+    body=json_body(Credentials, "Username and password."),
+    response=[ok(UserOut, 200, "Signed in (`Set-Cookie`)."),
+              *problems(400, 401, 413, 415, 422, 429)],
+    tag="accounts",
+)
+async def login(request: Request) -> HTTPResponse:
+    body = parse_body(request, Credentials)
+    try:
+        user, issued = await _accounts(request).login(body.username, body.password,
+                                                      _client_address(request))
+    except Throttled as throttled:
+        raise Problem(429, "Too many failed sign-ins; wait before trying again.",
+                      kind="too-many-attempts",
+                      headers={"Retry-After": str(throttled.retry_after)}) from None
+    except BadCredentials:
+        raise unauthorized("Wrong username or password.") from None
+    response = json_response(user_json(user))
+    _set_session_cookie(request, response, issued.token)
+    return response
+
+
+@bp.post("/auth/logout", ctx_public=True)
+@openapi.definition(
+    summary="Sign out",
+    description="Ends the session on the server and closes its live sockets (4401).",
+    response=[ok(None, 204, "Signed out (the cookie is cleared)."), *problems()],
+    tag="accounts",
+)
+async def logout(request: Request) -> HTTPResponse:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        ended = await _accounts(request).end_session(cookie)
+        if ended is not None:
+            await request.app.ctx.hub.access_changed(_credential_ended(ended))
+    response = empty(204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _credential_ended(credential_id: uuid.UUID) -> AccessChanged:
+    return AccessChanged(credential_id=credential_id)
+
+
+@bp.get("/auth/me")
+@openapi.definition(summary="Who am I?", response=[ok(UserOut), *problems(401)],
+                    tag="accounts")
+async def me(request: Request) -> HTTPResponse:
+    return json_response(user_json(require_caller(request).user))
+
+
+@bp.post("/auth/tokens")
+@openapi.definition(
+    summary="Create an API token",
+    description="The token is in the answer only this once; the server keeps only its hash.",
+    body=json_body(TokenCreate, "A name for the token."),
+    response=[ok(TokenCreated, 201), *problems(400, 401, 413, 415, 422)],
+    tag="accounts",
+)
+async def create_token(request: Request) -> HTTPResponse:
+    body = parse_body(request, TokenCreate)
+    try:
+        info, issued = await _accounts(request).create_token(require_caller(request).user,
+                                                             body.name)
+    except InvalidAccount as error:
+        raise _invalid(error) from None
+    return json_response({**_token_json(info), "token": issued.token}, status=201)
+
+
+def _token_json(info) -> dict:
+    return {"id": str(info.id), "name": info.name, "created_at": info.created_at.isoformat()}
+
+
+@bp.get("/auth/tokens")
+@openapi.definition(summary="List my API tokens (without their secrets)",
+                    response=[ok(TokenList), *problems(401)], tag="accounts")
+async def list_tokens(request: Request) -> HTTPResponse:
+    tokens = await request.app.ctx.account_store.tokens(require_caller(request).user.id)
+    return json_response({"items": [_token_json(info) for info in tokens]})
+
+
+@bp.delete("/auth/tokens/<token_id:uuid>")
+@openapi.definition(
+    summary="Delete an API token",
+    description="It stops working at once: its live sockets are closed with 4401.",
+    response=[ok(None, 204, "Deleted."), *problems(401, 404)], tag="accounts",
+)
+async def delete_token(request: Request, token_id: uuid.UUID) -> HTTPResponse:
+    caller = require_caller(request)
+    if not await request.app.ctx.account_store.delete_token(caller.user.id, token_id):
+        raise Problem(404, "You have no token with this id.", kind="not-found")
+    await request.app.ctx.hub.access_changed(_credential_ended(token_id))
+    return empty(204)

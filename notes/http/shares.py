@@ -1,0 +1,103 @@
+"""Sharing a note: its owner gives other users the viewer or editor role, or takes it back."""
+
+from __future__ import annotations
+
+import uuid
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, empty
+from sanic.response import json as json_response
+from sanic_ext.extensions.openapi.definitions import Parameter
+
+from notes.collab.access import AccessChanged, Role
+from notes.http.auth import authorize
+from notes.http.bodies import parse_body
+from notes.http.openapi_docs import json_body, ok, openapi, problems
+from notes.http.problems import Problem
+from notes.http.schemas import ShareList, ShareOut, ShareRequest
+from notes.store.accounts import AccountStore, User
+
+bp = Blueprint("shares")
+
+NOTE_ID = Parameter("note_id", uuid.UUID, location="path", required=True,
+                    description="The note's id.")
+USERNAME = Parameter("username", str, location="path", required=True,
+                     description="Whom the note is shared with.")
+
+
+def _store(request: Request) -> AccountStore:
+    return request.app.ctx.account_store
+
+
+def _share_json(username: str, role: Role, created_at) -> dict:
+    return {"username": username, "role": role.value, "created_at": created_at.isoformat()}
+
+
+async def _user_to_share_with(request: Request, note_id: uuid.UUID, username: str) -> User:
+    user = await _store(request).user_by_name(username)
+    if user is None:
+        raise Problem(404, f"No user named {username!r}.", kind="no-such-user")
+    owner = await _store(request).owner(note_id)
+    if owner is not None and owner.id == user.id:
+        raise Problem(422, "The owner already has every right to the note.",
+                      kind="validation-error", errors=[{"loc": ["path", "username"],
+                                                        "msg": "the note's owner",
+                                                        "type": "owner"}])
+    return user
+
+
+@bp.get("/notes/<note_id:uuid>/shares")
+@openapi.definition(
+    summary="Who the note is shared with",
+    description="Anyone who may read the note may see its owner and its shares.",
+    parameter=[NOTE_ID], response=[ok(ShareList), *problems(401, 404)], tag="sharing",
+)
+async def list_shares(request: Request, note_id: uuid.UUID) -> HTTPResponse:
+    await authorize(request, note_id)
+    owner = await _store(request).owner(note_id)
+    shares = await _store(request).shares(note_id)
+    return json_response({
+        "owner": None if owner is None else owner.username,
+        "items": [_share_json(share.username, share.role, share.created_at)
+                  for share in shares],
+    })
+
+
+@bp.put("/notes/<note_id:uuid>/shares/<username:str>")
+@openapi.definition(
+    summary="Share the note with a user, or change their role",
+    description="Owner only. A viewer reads (live too); an editor also changes the content and "
+    "the title. The user's open sockets on the note take the new role at once.",
+    parameter=[NOTE_ID, USERNAME], body=json_body(ShareRequest, "The role to give."),
+    response=[ok(ShareOut, 200, "The role changed."), ok(ShareOut, 201, "Shared."),
+              *problems(400, 401, 403, 404, 413, 415, 422)],
+    tag="sharing",
+)
+async def put_share(request: Request, note_id: uuid.UUID, username: str) -> HTTPResponse:
+    await authorize(request, note_id, manage=True)
+    body = parse_body(request, ShareRequest)
+    user = await _user_to_share_with(request, note_id, username)
+    role = Role(body.role)
+    created = await _store(request).put_share(note_id, user.id, role)
+    await request.app.ctx.hub.access_changed(AccessChanged(note_id=note_id, user_id=user.id,
+                                                           role=role))
+    shares = {share.username: share for share in await _store(request).shares(note_id)}
+    share = shares[user.username]
+    return json_response(_share_json(share.username, share.role, share.created_at),
+                         status=201 if created else 200)
+
+
+@bp.delete("/notes/<note_id:uuid>/shares/<username:str>")
+@openapi.definition(
+    summary="Stop sharing the note with a user",
+    description="Owner only. The user's open sockets on the note are closed with 4403.",
+    parameter=[NOTE_ID, USERNAME],
+    response=[ok(None, 204, "No longer shared."), *problems(401, 403, 404)], tag="sharing",
+)
+async def delete_share(request: Request, note_id: uuid.UUID, username: str) -> HTTPResponse:
+    await authorize(request, note_id, manage=True)
+    user = await _store(request).user_by_name(username)
+    if user is None or not await _store(request).delete_share(note_id, user.id):
+        raise Problem(404, f"The note is not shared with {username!r}.", kind="not-found")
+    await request.app.ctx.hub.access_changed(AccessChanged(note_id=note_id, user_id=user.id))
+    return empty(204)

@@ -1,0 +1,216 @@
+"""AccountStore: users, sessions, API tokens, note owners and shares in PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notes.collab.access import Role
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+class NoSuchUser(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    username: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    """A session or token as stored: whose, and the hash its secret must match."""
+
+    id: uuid.UUID
+    user: User
+    secret_hash: bytes
+    expires_at: datetime | None  # sessions only
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ShareInfo:
+    username: str
+    role: Role
+    created_at: datetime
+
+
+# A new account claims the notes nobody owns (made while NOTES_AUTH=off).
+_CREATE_USER = text(
+    "WITH made AS (INSERT INTO users (id, username, password_hash)"
+    " VALUES (:id, :username, :password_hash) RETURNING id, username, created_at),"
+    " claimed AS (UPDATE notes SET owner_id = (SELECT id FROM made) WHERE owner_id IS NULL)"
+    " SELECT id, username, created_at FROM made"
+)
+_USER_BY_NAME = text(
+    "SELECT id, username, created_at, password_hash FROM users WHERE username = :username"
+)
+_SET_PASSWORD_HASH = text("UPDATE users SET password_hash = :password_hash WHERE id = :id")
+_CREDENTIAL = {
+    kind: text(
+        f"SELECT c.id, c.secret_hash, {expires} AS expires_at,"
+        " u.id AS user_id, u.username, u.created_at"
+        f" FROM {table} c JOIN users u ON u.id = c.user_id WHERE c.id = :id"
+    )
+    for kind, table, expires in (("session", "sessions", "c.expires_at"),
+                                 ("token", "api_tokens", "NULL::timestamptz"))
+}
+_CREATE_SESSION = text(
+    "INSERT INTO sessions (id, user_id, secret_hash, expires_at)"
+    " VALUES (:id, :user_id, :secret_hash, :expires_at)"
+)
+_DELETE_SESSION = text("DELETE FROM sessions WHERE id = :id")
+_DELETE_EXPIRED_SESSIONS = text("DELETE FROM sessions WHERE expires_at < now()")
+_CREATE_TOKEN = text(
+    "INSERT INTO api_tokens (id, user_id, name, secret_hash)"
+    " VALUES (:id, :user_id, :name, :secret_hash) RETURNING id, name, created_at"
+)
+_LIST_TOKENS = text(
+    "SELECT id, name, created_at FROM api_tokens WHERE user_id = :user_id"
+    " ORDER BY created_at, id"
+)
+_DELETE_TOKEN = text("DELETE FROM api_tokens WHERE id = :id AND user_id = :user_id")
+_ROLE = text(
+    "SELECT CASE WHEN n.owner_id = :user_id THEN 'owner' ELSE s.role END AS role"
+    " FROM notes n LEFT JOIN shares s ON s.note_id = n.id AND s.user_id = :user_id"
+    " WHERE n.id = :note_id"
+)
+_OWNER = text(
+    "SELECT u.id, u.username, u.created_at FROM notes n JOIN users u ON u.id = n.owner_id"
+    " WHERE n.id = :note_id"
+)
+_SHARES = text(
+    "SELECT u.username, s.role, s.created_at FROM shares s JOIN users u ON u.id = s.user_id"
+    " WHERE s.note_id = :note_id ORDER BY s.created_at, u.username"
+)
+# (xmax = 0: the row was inserted, not updated)
+_PUT_SHARE = text(
+    "INSERT INTO shares (note_id, user_id, role) VALUES (:note_id, :user_id, :role)"
+    " ON CONFLICT (note_id, user_id) DO UPDATE SET role = EXCLUDED.role"
+    " RETURNING (xmax = 0) AS created"
+)
+_DELETE_SHARE = text("DELETE FROM shares WHERE note_id = :note_id AND user_id = :user_id")
+_COUNT_USERS = text("SELECT count(*) FROM users")
+
+
+def _user(row) -> User:
+    return User(row.id, row.username, row.created_at)
+
+
+class AccountStore:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _one(self, statement, **params):
+        async with self.reader.connect() as connection:
+            return (await connection.execute(statement, params)).one_or_none()
+
+    async def _all(self, statement, **params) -> list:
+        async with self.reader.connect() as connection:
+            return list((await connection.execute(statement, params)).all())
+
+    async def _count(self, statement, **params) -> int:
+        async with self.reader.connect() as connection:
+            return (await connection.execute(statement, params)).rowcount
+
+    # --- users ------------------------------------------------------------------------------------
+
+    async def create_user(self, username: str, password_hash: str) -> User:
+        """The new user, owner of every note nobody owned. ``UsernameTaken`` if it exists."""
+        try:
+            row = await self._one(_CREATE_USER, id=uuid.uuid4(), username=username,
+                                  password_hash=password_hash)
+        except IntegrityError:
+            raise UsernameTaken(username) from None
+        return _user(row)
+
+    async def user_and_hash(self, username: str) -> tuple[User, str] | None:
+        row = await self._one(_USER_BY_NAME, username=username)
+        return None if row is None else (_user(row), row.password_hash)
+
+    async def user_by_name(self, username: str) -> User | None:
+        found = await self.user_and_hash(username)
+        return None if found is None else found[0]
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
+        await self._count(_SET_PASSWORD_HASH, id=user_id, password_hash=password_hash)
+
+    async def count_users(self) -> int:
+        row = await self._one(_COUNT_USERS)
+        return int(row[0])
+
+    # --- sessions and tokens ----------------------------------------------------------------------
+
+    async def credential(self, kind: str, credential_id: uuid.UUID) -> StoredCredential | None:
+        """A ``"session"`` or ``"token"`` by its id, with its user."""
+        row = await self._one(_CREDENTIAL[kind], id=credential_id)
+        if row is None:
+            return None
+        return StoredCredential(row.id, User(row.user_id, row.username, row.created_at),
+                                row.secret_hash, row.expires_at)
+
+    async def create_session(self, user_id: uuid.UUID, credential_id: uuid.UUID,
+                             secret_hash: bytes, expires_at: datetime) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(_DELETE_EXPIRED_SESSIONS)
+            await connection.execute(_CREATE_SESSION, {
+                "id": credential_id, "user_id": user_id, "secret_hash": secret_hash,
+                "expires_at": expires_at})
+
+    async def delete_session(self, credential_id: uuid.UUID) -> bool:
+        return await self._count(_DELETE_SESSION, id=credential_id) > 0
+
+    async def create_token(self, user_id: uuid.UUID, credential_id: uuid.UUID, name: str,
+                           secret_hash: bytes) -> TokenInfo:
+        row = await self._one(_CREATE_TOKEN, id=credential_id, user_id=user_id, name=name,
+                              secret_hash=secret_hash)
+        return TokenInfo(row.id, row.name, row.created_at)
+
+    async def tokens(self, user_id: uuid.UUID) -> list[TokenInfo]:
+        return [TokenInfo(row.id, row.name, row.created_at)
+                for row in await self._all(_LIST_TOKENS, user_id=user_id)]
+
+    async def delete_token(self, user_id: uuid.UUID, token_id: uuid.UUID) -> bool:
+        """Delete one of this user's tokens (False: no such token of theirs)."""
+        return await self._count(_DELETE_TOKEN, id=token_id, user_id=user_id) > 0
+
+    # --- roles and shares -------------------------------------------------------------------------
+
+    async def role(self, note_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
+        """The user's role on the note: None if they may not see it (or it does not exist)."""
+        row = await self._one(_ROLE, note_id=note_id, user_id=user_id)
+        return None if row is None or row.role is None else Role(row.role)
+
+    async def owner(self, note_id: uuid.UUID) -> User | None:
+        row = await self._one(_OWNER, note_id=note_id)
+        return None if row is None else _user(row)
+
+    async def shares(self, note_id: uuid.UUID) -> list[ShareInfo]:
+        return [ShareInfo(row.username, Role(row.role), row.created_at)
+                for row in await self._all(_SHARES, note_id=note_id)]
+
+    async def put_share(self, note_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> bool:
+        """Give the user ``role`` on the note; True if the share is new."""
+        row = await self._one(_PUT_SHARE, note_id=note_id, user_id=user_id, role=role.value)
+        return bool(row.created)
+
+    async def delete_share(self, note_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        return await self._count(_DELETE_SHARE, note_id=note_id, user_id=user_id) > 0
