@@ -360,6 +360,8 @@ class Server:
         self.log_path = RESULTS / f"{name}-{self.port}.log"
         self.env = server_code_env({"NOTES_DATABASE_URL": database_url,
                                     "NOTES_PORT": str(self.port), "NOTES_ACCESS_LOG": "false",
+                                    # the scenarios measure editing, not accounts
+                                    "NOTES_AUTH": "off",
                                     **(env or {})})
         self.argv = argv or [sys.executable, "-m", "notes", "serve"]
         self.process: subprocess.Popen | None = None

@@ -193,10 +193,13 @@ class Raw:
 
     @classmethod
     async def open(cls, base_url: str, note_id: object, name: str = "raw",
-                   since: int | None = None, expect_hello: bool = True, **kwargs: Any) -> Raw:
+                   since: int | None = None, expect_hello: bool = True,
+                   token: str | None = None, **kwargs: Any) -> Raw:
         url = base_url.replace("http://", "ws://") + f"/notes/{note_id}/live?name={name}"
         if since is not None:
             url += f"&since={since}"
+        if token is not None:
+            url += f"&token={token}"
         ws = await ws_connect(url, proxy=None, **kwargs)
         raw = cls(ws, None)
         if expect_hello:

@@ -405,7 +405,7 @@ async def test_slow_reader_is_closed_with_1013_and_does_not_slow_others(limited,
 async def in_process_server(database_url: str) -> AsyncIterator[tuple[str, Sanic]]:
     """The app in this test's event loop (so that a test can patch it): its base URL and app."""
     port = free_port()
-    settings = Settings(database_url=database_url, port=port)
+    settings = Settings(database_url=database_url, port=port, auth="off")
     app = create_app(settings, name=f"notes_test_{uuid.uuid4().hex[:8]}")
     server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
                                      access_log=False)

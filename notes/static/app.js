@@ -1,5 +1,6 @@
 // The page: list, search and create notes over REST; edit one note live over its websocket.
 // URL scheme: "/" shows the list, "/?note=<id>" opens a note (shareable; back/forward work).
+// With accounts on (GET /auth/status), it signs in first; notes carry the caller's role.
 
 import {
   apply, compose, cpToUtf16, diff, transform, transformCursor, utf16ToCp,
@@ -22,6 +23,35 @@ const els = {
   notice: $('notice'),
   editor: $('editor'),
   mirror: $('mirror'),
+  layout: $('layout'),
+  nameField: document.querySelector('.name-field'),
+  account: $('account'),
+  accountName: $('account-name'),
+  signOut: $('sign-out'),
+  auth: $('auth'),
+  authForm: $('auth-form'),
+  authHeading: $('auth-heading'),
+  authMessage: $('auth-message'),
+  authUsername: $('auth-username'),
+  authPassword: $('auth-password'),
+  authError: $('auth-error'),
+  authSubmit: $('auth-submit'),
+  authSwitchLine: $('auth-switch-line'),
+  authSwitchText: $('auth-switch-text'),
+  authSwitch: $('auth-switch'),
+  authClosed: $('auth-closed'),
+  access: $('access'),
+  share: $('share'),
+  deleteNote: $('delete-note'),
+  shareDialog: $('share-dialog'),
+  shareOwner: $('share-owner'),
+  shareList: $('share-list'),
+  shareForm: $('share-form'),
+  shareUsername: $('share-username'),
+  shareRole: $('share-role'),
+  shareSubmit: $('share-submit'),
+  shareError: $('share-error'),
+  deleteDialog: $('delete-dialog'),
 };
 
 const SESSION_ID = randomId(10);
@@ -113,13 +143,16 @@ function relativeTime(iso) {
 // --- REST ------------------------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(message, status, problem) {
+  constructor(message, status, problem, retryAfter = null) {
     super(message);
     this.status = status;
     this.problem = problem;
+    this.retryAfter = retryAfter; // seconds, from a 429's Retry-After
   }
 }
 
+/** Fetch JSON; errors throw ApiError with the problem's `detail`. A 401 outside /auth/ means
+ * the session is gone: the page goes back to signing in. */
 async function api(path, { method = 'GET', body } = {}) {
   let res;
   try {
@@ -138,9 +171,34 @@ async function api(path, { method = 'GET', body } = {}) {
   }
   if (!res.ok) {
     const detail = data && (data.detail || data.title);
-    throw new ApiError(detail || `${res.status} ${res.statusText}`, res.status, data);
+    const retry = Number.parseInt(res.headers.get('Retry-After') || '', 10);
+    const error = new ApiError(detail || `${res.status} ${res.statusText}`, res.status, data,
+      Number.isNaN(retry) ? null : retry);
+    if (res.status === 401 && !path.startsWith('/auth/')) signedOutElsewhere();
+    throw error;
   }
   return data;
+}
+
+/** "5 s", "2 min", "1 h" (a wait, rounded up). */
+function duration(seconds) {
+  if (seconds < 60) return `${Math.max(1, Math.ceil(seconds))} s`;
+  if (seconds < 3600) return `${Math.ceil(seconds / 60)} min`;
+  return `${Math.ceil(seconds / 3600)} h`;
+}
+
+/** The text to show for a failed request: the problem's detail, its field errors, the wait. */
+function problemText(err) {
+  let text = err.message;
+  const errors = err.problem && Array.isArray(err.problem.errors) ? err.problem.errors : [];
+  const fields = errors.map((e) => {
+    const loc = Array.isArray(e.loc) && e.loc.length ? String(e.loc[e.loc.length - 1]) : '';
+    const name = loc ? `${loc[0].toUpperCase()}${loc.slice(1)}: ` : '';
+    return `${name}${e.msg || e.type || ''}`;
+  }).filter(Boolean);
+  if (fields.length) text = `${text.replace(/\.$/, '')}: ${fields.join('; ')}.`;
+  if (err.status === 429 && err.retryAfter !== null) text = `${text} Try again in ${duration(err.retryAfter)}.`;
+  return text;
 }
 
 // --- display name ----------------------------------------------------------------------------
@@ -231,13 +289,24 @@ function snippet(content) {
   return s.length > 120 ? `${s.slice(0, 120)}…` : s;
 }
 
+const ROLE_NAME = { owner: 'owner', editor: 'editor', viewer: 'viewer' };
+
+/** A shared note's role and owner ("viewer · shared by ada"); nothing for one's own notes. */
+function roleBadge(note) {
+  if (!account.on || !note.role || note.role === 'owner') return null;
+  const by = note.owner ? ` · shared by ${note.owner}` : ' · shared with you';
+  return el('span', { class: 'note-badge', dataset: { role: note.role } },
+    `${ROLE_NAME[note.role] || note.role}${by}`);
+}
+
 function noteItem(note) {
-  return el('li', { class: 'note-item', dataset: { id: note.id } },
+  return el('li', { class: 'note-item', dataset: { id: note.id, role: note.role || null } },
     el('a', { class: 'note-link', href: noteUrl(note.id), dataset: { noteId: note.id } },
       el('span', { class: 'note-title' }, note.title || 'Untitled'),
       el('span', { class: 'note-snippet' }, snippet(note.content) || 'Empty note'),
       el('time', { class: 'note-time', datetime: note.updated_at, title: note.updated_at ? new Date(note.updated_at).toLocaleString() : null },
-        relativeTime(note.updated_at))));
+        relativeTime(note.updated_at)),
+      roleBadge(note)));
 }
 
 function listMessage(text, cls = 'list-empty') {

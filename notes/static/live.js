@@ -3,6 +3,14 @@
 // No DOM here either; the WebSocket class can be swapped out (tests, other runtimes).
 
 export const CLOSE_NOTE_GONE = 4404;
+export const CLOSE_UNAUTHENTICATED = 4401; // not signed in, or the session ended
+export const CLOSE_FORBIDDEN = 4403; // access to the note was taken away (or a cross-site page)
+
+// Closes after which trying again cannot help: the status to report instead.
+const FINAL_CLOSES = {
+  [CLOSE_UNAUTHENTICATED]: 'unauthorized',
+  [CLOSE_FORBIDDEN]: 'forbidden',
+};
 
 export function liveUrl(noteId, name, since, loc = globalThis.location, epoch = null) {
   const scheme = loc.protocol === 'https:' ? 'wss' : 'ws';
@@ -22,7 +30,9 @@ export class LiveConnection {
    * @param {string} o.name display name (the `name` query parameter)
    * @param {import('./ot.js').OTClient} o.client
    * @param {(status: string, info: object) => void} [o.onStatus]
-   *   'connecting' | 'connected' | 'reconnecting' | 'offline' | 'deleted' | 'closed'
+   *   'connecting' | 'connected' | 'reconnecting' | 'offline' | 'deleted' | 'closed', or after a
+   *   close that no retry can help, 'unauthorized' (4401: sign in, then start() again; the
+   *   client keeps what is pending) or 'forbidden' (4403)
    */
   constructor({
     noteId, name, client, onStatus = () => {}, WebSocketImpl = globalThis.WebSocket,
@@ -55,6 +65,7 @@ export class LiveConnection {
 
   start() {
     this.stopped = false;
+    this.failures = 0;
     this.connect();
     return this;
   }
@@ -119,6 +130,12 @@ export class LiveConnection {
       this.stopped = true;
       this.client.deleted = true;
       this.setStatus('deleted', { code: ev.code });
+      return;
+    }
+    if (FINAL_CLOSES[ev.code]) {
+      this.stopped = true;
+      clearTimeout(this.timer);
+      this.setStatus(FINAL_CLOSES[ev.code], { code: ev.code, reason: ev.reason || '' });
       return;
     }
     if (ev.code === 1009 && this.client.awaiting) {

@@ -243,6 +243,18 @@ export class OTClient {
     this.emit('text', { text: this.text, delta: local, source: 'undo', client: null });
   }
 
+  /** Take back every local change the server has not applied (it refused them). */
+  discardPending() {
+    this.pendingTitle = null;
+    if (!this.pending) return;
+    const undo = invert(this.pendingDelta(), this.serverText);
+    this.awaiting = null;
+    this.buffer = null;
+    this.text = apply(this.text, undo);
+    this.cursor = transformCursor(this.cursor, undo, false);
+    this.emit('text', { text: this.text, delta: undo, source: 'undo', client: null });
+  }
+
   onEdit(rev, delta, client = null) {
     if (this.rev !== null && rev <= this.rev) return; // already have it
     this.applyServerDelta(delta, client);
@@ -298,7 +310,14 @@ export class OTClient {
 
   onError(msg) {
     const mine = this.awaiting && msg.ref !== undefined && msg.ref !== null && msg.ref === this.awaiting.ref;
-    if (mine && msg.code === 'too_large') {
+    if (msg.code === 'forbidden') {
+      // we may only read this note (now): nothing we sent was applied and nothing will be.
+      // Take it all back; a refused title is put right by the server's, in the next hello.
+      this.discardPending();
+      this.forceFull = true;
+      this.emit('state', this);
+      this.emit('resync-needed', msg);
+    } else if (mine && msg.code === 'too_large') {
       // the edit was rejected for good: take it back so we stay in step with the server
       this.dropAwaiting();
       this.flush();
