@@ -34,6 +34,10 @@ from notes.collab.delta import (
 CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
 CLOSE_NOTE_GONE = 4404
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+# Closes after which reconnecting would only be refused again.
+REFUSED = (CLOSE_NOTE_GONE, CLOSE_TOO_BIG, CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN)
 
 
 def insert_delta(index: int, text: str) -> Delta:
@@ -219,10 +223,12 @@ class LiveClosed(ConnectionError):
 
 
 def _live_url(base_url: str, note_id: object, name: str, since: int | None,
-              epoch: str | None = None) -> str:
+              epoch: str | None = None, token: str | None = None) -> str:
     scheme, netloc, path, _, _ = urlsplit(base_url)
     scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
     query: dict[str, object] = {"name": name}
+    if token is not None:
+        query["token"] = token
     if since is not None:
         query["since"] = since
         if epoch is not None:
@@ -238,9 +244,11 @@ class LiveClient:
     connection is down are kept and sent after the reconnect.
     """
 
-    def __init__(self, base_url: str, note_id: object, name: str, reconnect: bool) -> None:
+    def __init__(self, base_url: str, note_id: object, name: str, reconnect: bool,
+                 token: str | None = None) -> None:
         self.base_url, self.note_id, self.name = base_url, note_id, name
         self.reconnect = reconnect
+        self.token = token  # an API token (accounts on): sent as ``?token=``
         self.state = ClientState()
         self.title: str | None = None
         self.peers: dict[str, dict] = {}
@@ -257,10 +265,12 @@ class LiveClient:
 
     @classmethod
     async def connect(
-        cls, base_url: str, note_id: object, name: str = "anonymous", reconnect: bool = True
+        cls, base_url: str, note_id: object, name: str = "anonymous", reconnect: bool = True,
+        token: str | None = None,
     ) -> LiveClient:
-        """Connect and wait for ``hello``; LiveClosed if the server refuses (4404: no such note)."""
-        client = cls(base_url, note_id, name, reconnect)
+        """Connect and wait for ``hello``; LiveClosed if the server refuses (4404: no such note
+        or not yours, 4401: no valid token, 4403: access revoked)."""
+        client = cls(base_url, note_id, name, reconnect, token)
         await client._open()
         client._reader = asyncio.create_task(client._run(), name=f"notes.client:{note_id}")
         return client
@@ -334,7 +344,7 @@ class LiveClient:
 
     async def _open(self) -> None:
         url = _live_url(self.base_url, self.note_id, self.name, self.state.rev,
-                        self.state.epoch)
+                        self.state.epoch, self.token)
         ws = await ws_connect(url, max_size=2**26, proxy=None)
         try:
             hello = json.loads(await ws.recv())
@@ -377,7 +387,7 @@ class LiveClient:
             self._notify()
 
     def _should_reconnect(self) -> bool:
-        gone = self.deleted or self.closed_code in (CLOSE_NOTE_GONE, CLOSE_TOO_BIG)
+        gone = self.deleted or self.closed_code in REFUSED
         return self.reconnect and not self._closing and not gone
 
     async def _reconnect(self) -> bool:
@@ -388,7 +398,8 @@ class LiveClient:
                 await self._open()
                 return True
             except LiveClosed as closed:
-                if closed.code == CLOSE_NOTE_GONE:
+                if closed.code in REFUSED:
+                    self.closed_code = closed.code
                     return False
             except (OSError, asyncio.TimeoutError, WebSocketException):
                 pass

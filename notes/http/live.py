@@ -159,6 +159,29 @@ async def socket_access(request: Request, ws: WebsocketImplProtocol, note_id: uu
     return Access(caller.user.id, caller.credential_id, role.can_write)
 
 
+async def confirm_access(request: Request, note_id: uuid.UUID,
+                         connection: SocketConnection) -> None:
+    """Check again once joined: a share revoked or a credential ended while the note loaded
+    (the hub acts only on the sockets it already holds) must not be missed."""
+    access, caller = connection.access, caller_of(request)
+    if access.user_id is None or caller is None:
+        return
+    store = request.app.ctx.account_store
+    try:
+        valid = await store.credential(caller.kind, caller.credential_id) is not None
+        role = await store.role(note_id, access.user_id) if valid else None
+    except Exception:
+        log.exception("checking access to note %s again failed", note_id)
+        connection.close(CLOSE_SERVER_ERROR, "server error")
+        return
+    if not valid:
+        connection.close(CLOSE_UNAUTHENTICATED, "signed out or token deleted")
+    elif role is None:
+        connection.close(CLOSE_FORBIDDEN, "your access to this note was revoked")
+    else:
+        access.can_write = role.can_write
+
+
 @bp.websocket("/notes/<note_id:uuid>/live", ctx_socket=True)
 async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
     access = await socket_access(request, ws, note_id)
@@ -240,6 +263,7 @@ async def serve_socket(request: Request, ws: WebsocketImplProtocol, note_id: uui
         await ws.close(CLOSE_NOTE_GONE, "note not found")
         return
     writer = asyncio.create_task(connection.write_messages())
+    await confirm_access(request, note_id, connection)
     try:
         while connection.close_code is None:
             frame = await ws.recv()
