@@ -15,6 +15,8 @@ import httpx
 import pytest
 from conftest import ROOT, TEST_SERVER_ENV, ServerProcess
 
+from notes.accounts import LoginThrottle, Throttled
+
 PASSWORD = "correct horse battery"
 
 
@@ -384,3 +386,34 @@ def test_closed_signup_and_users_add(database_url: str):
         assert other.status_code == 403
     finally:
         server.stop()
+
+
+def test_status_says_whether_accounts_are_on_and_who_i_am(world: World, server: ServerProcess):
+    status = httpx.get(world.url + "/auth/status").json()
+    assert status == {"auth": "on", "signup": "open", "user": None}
+    mine = httpx.get(world.url + "/auth/status", headers=world.viewer.bearer()).json()
+    assert mine["user"]["username"] == world.viewer.username
+    assert httpx.get(server.url + "/auth/status").json()["auth"] == "off"
+    # And `notes serve` with accounts off says so loudly.
+    assert "accounts: OFF" in server.log()
+
+
+def test_login_throttle_window():
+    now = [1000.0]
+    throttle = LoginThrottle(per_user=3, per_address=5, window=60, clock=lambda: now[0])
+    user, address = ("user", "ada"), ("address", "10.0.0.1")
+    for _ in range(3):
+        throttle.check(user, address)
+        throttle.failed(user, address)
+        now[0] += 10
+    with pytest.raises(Throttled) as throttled:
+        throttle.check(user, address)
+    assert throttled.value.retry_after == 30  # the first failure, at 1000, ages out at 1060
+    throttle.check(("user", "grace"), address)  # another name from the address: 3 of 5
+    now[0] = 1060.5
+    throttle.check(user, address)  # the oldest aged out
+    throttle.failed(user)
+    with pytest.raises(Throttled):
+        throttle.check(user)
+    throttle.succeeded(user)
+    throttle.check(user)

@@ -3,9 +3,10 @@
 ``authenticate`` (request middleware) finds the caller: ``Authorization: Bearer TOKEN``, the
 session cookie, or on a websocket ``?token=TOKEN``. Without valid credentials a route answers
 401 unless it is marked public (``ctx_public=True``: health, docs, the page, its assets and
-signing in); a websocket route (``ctx_socket=True``) checks for itself, so as to close with 4401.
-State-changing requests from a browser on another origin are refused (403), whatever their
-credentials: no cross-site request forgery.
+signing in; a public route looks its caller up only with ``ctx_wants_caller=True``). A websocket
+route (``ctx_socket=True``) checks for itself, so as to close with 4401. State-changing requests
+from a browser on another origin are refused (403), whatever their credentials: no cross-site
+request forgery.
 """
 
 from __future__ import annotations
@@ -119,11 +120,14 @@ async def authenticate(request: Request) -> None:
                       kind="cross-site-request")
     if request.method == "OPTIONS":
         return
+    public = is_public(request)
+    if public and not _route_flag(request, "wants_caller"):
+        return  # (no database lookup for the page, its assets, health)
     caller, given = await _find_caller(request)
     request.ctx.caller = caller
     if caller is not None or not _settings(request).auth_on:
         return
-    if is_public(request) or is_socket(request):
+    if public or is_socket(request):
         return
     if given:
         raise unauthorized("The credentials are not valid (wrong, deleted or expired).",
@@ -188,7 +192,7 @@ def _invalid(error: InvalidAccount) -> Problem:
 # --- routes ---------------------------------------------------------------------------------------
 
 
-@bp.get("/auth/status", ctx_public=True)
+@bp.get("/auth/status", ctx_public=True, ctx_wants_caller=True)
 @openapi.definition(summary="Are accounts on, may I sign up, who am I?",
                     response=[ok(AuthStatus), *problems()], tag="accounts")
 async def auth_status(request: Request) -> HTTPResponse:
@@ -205,7 +209,9 @@ async def auth_status(request: Request) -> HTTPResponse:
     "`NOTES_SIGNUP=closed`: then accounts come from `notes users add NAME`.",
     body=json_body(Credentials, "The new account's username and password."),
     response=[ok(UserOut, 201, "Created and signed in (`Set-Cookie`)."),
-              *problems(400, 403, 409, 413, 415, 422)],
+              *problems(400, (403, "Sign-up is closed (`NOTES_SIGNUP=closed`); or the "
+                                  "request came from a page of another site."),
+                        (409, "The username is taken."), 413, 415, 422)],
     tag="accounts",
 )
 async def signup(request: Request) -> HTTPResponse:
@@ -233,7 +239,9 @@ async def signup(request: Request) -> HTTPResponse:
     "username or from one address, 429 with `Retry-After`.",
     body=json_body(Credentials, "Username and password."),
     response=[ok(UserOut, 200, "Signed in (`Set-Cookie`)."),
-              *problems(400, 401, 413, 415, 422, 429)],
+              *problems(400, (401, "Wrong username or password (the same answer for both)."),
+                        413, 415, 422, (429, "Too many failed sign-ins for this username or "
+                                             "from this address: wait `Retry-After` seconds."))],
     tag="accounts",
 )
 async def login(request: Request) -> HTTPResponse:
@@ -275,7 +283,7 @@ def _credential_ended(credential_id: uuid.UUID) -> AccessChanged:
 
 
 @bp.get("/auth/me")
-@openapi.definition(summary="Who am I?", response=[ok(UserOut), *problems(401)],
+@openapi.definition(summary="Who am I?", response=[ok(UserOut), *problems()],
                     tag="accounts")
 async def me(request: Request) -> HTTPResponse:
     return json_response(user_json(require_caller(request).user))
@@ -286,7 +294,7 @@ async def me(request: Request) -> HTTPResponse:
     summary="Create an API token",
     description="The token is in the answer only this once; the server keeps only its hash.",
     body=json_body(TokenCreate, "A name for the token."),
-    response=[ok(TokenCreated, 201), *problems(400, 401, 413, 415, 422)],
+    response=[ok(TokenCreated, 201), *problems(400, 413, 415, 422)],
     tag="accounts",
 )
 async def create_token(request: Request) -> HTTPResponse:
@@ -305,7 +313,7 @@ def _token_json(info) -> dict:
 
 @bp.get("/auth/tokens")
 @openapi.definition(summary="List my API tokens (without their secrets)",
-                    response=[ok(TokenList), *problems(401)], tag="accounts")
+                    response=[ok(TokenList), *problems()], tag="accounts")
 async def list_tokens(request: Request) -> HTTPResponse:
     tokens = await request.app.ctx.account_store.tokens(require_caller(request).user.id)
     return json_response({"items": [_token_json(info) for info in tokens]})
@@ -315,7 +323,8 @@ async def list_tokens(request: Request) -> HTTPResponse:
 @openapi.definition(
     summary="Delete an API token",
     description="It stops working at once: its live sockets are closed with 4401.",
-    response=[ok(None, 204, "Deleted."), *problems(401, 404)], tag="accounts",
+    response=[ok(None, 204, "Deleted."), *problems((404, "You have no token with this id."))],
+    tag="accounts",
 )
 async def delete_token(request: Request, token_id: uuid.UUID) -> HTTPResponse:
     caller = require_caller(request)
