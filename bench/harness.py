@@ -406,16 +406,31 @@ class Server:
 
     # --- HTTP --------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def request(self, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json",
+                                              **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 raw = r.read()
                 return r.status, (json.loads(raw) if raw else None)
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode(errors="replace")
+
+    def sign_up(self, username: str, password: str = "bench password") -> str:
+        """An account on a server with NOTES_AUTH=on; an API token of it."""
+        req = urllib.request.Request(
+            self.url + "/auth/signup", method="POST", headers={"content-type": "application/json"},
+            data=json.dumps({"username": username, "password": password}).encode())
+        with urllib.request.urlopen(req, timeout=60) as r:
+            cookie = r.headers["set-cookie"].split(";")[0]
+        status, body = self.request("POST", "/auth/tokens", {"name": "bench"},
+                                    headers={"cookie": cookie})
+        if status != 201:
+            raise RuntimeError(f"token: {status} {body}")
+        return body["token"]
 
     def create_note(self, title: str = "bench", content: str = "") -> str:
         status, body = self.request("POST", "/notes", {"title": title, "content": content})

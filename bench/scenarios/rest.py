@@ -1,5 +1,6 @@
 """5. REST: GET and PUT of a note and a search, single worker, measured with wrk (Debian's), beside
-Sanic's own floor (bench/floor_app.py: one route, constant JSON, no database) in the same run.
+Sanic's own floor (bench/floor_app.py: one route, constant JSON, no database) in the same run. The
+GET runs twice: with accounts off, and on a second server with accounts on and a token.
 
 wrk runs one thread with 32 connections for each case; the server is the one notes process (one
 worker). PUT changes the content on every request (a counter in a small Lua script), so each one
@@ -59,10 +60,13 @@ def parse_wrk(out: str) -> dict:
     return result
 
 
-def wrk(url: str, seconds: int, connections: int, pid: int, script: str | None = None) -> dict:
+def wrk(url: str, seconds: int, connections: int, pid: int, script: str | None = None,
+        header: str | None = None) -> dict:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if script:
         cmd += ["-s", script]
+    if header:
+        cmd += ["-H", header]
     # Warm up (and let the server's database pool open its connections, so that their postgres
     # backends exist when their CPU is counted).
     subprocess.run(cmd[:3] + ["-d1s"] + cmd[4:] + [url], capture_output=True, timeout=60)
@@ -92,6 +96,9 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     connections = 32
     db = cluster.fresh_database("rest")
     server = h.Server(db, name="rest").start()
+    # The same, with accounts on (NOTES_AUTH=on, the default of `notes serve`): a token on every
+    # request, so a credential lookup and a role check each.
+    secured = h.Server(db, env={"NOTES_AUTH": "on"}, name="rest-auth").start()
     floor = h.Server("", name="floor",
                      argv=[sys.executable, str(h.ROOT / "bench" / "floor_app.py"), "0"])
     floor.argv[-1] = str(floor.port)
@@ -108,18 +115,26 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
             if i % 30 == 0:
                 words[rng.randrange(80)] = "zulu"
             server.create_note(f"corpus {i}", " ".join(words))
+        token = secured.sign_up(f"bench-{uuid.uuid4().hex[:8]}")
+        bearer = f"Authorization: Bearer {token}"
+        status, made = secured.request("POST", "/notes", {"title": "rest get", "content": content},
+                                       headers={"authorization": f"Bearer {token}"})
+        secured_id = made["id"]
         lua = f"{tmp}/put.lua"
         with open(lua, "w") as f:
             f.write(PUT_LUA)
         targets = [
-            ("floor", floor, f"{floor.url}/floor", None),
-            ("GET /notes/{id}", server, f"{server.url}/notes/{get_id}", None),
-            ("GET /notes?q=zulu&limit=10", server, f"{server.url}/notes?q=zulu&limit=10", None),
-            ("PUT /notes/{id}", server, f"{server.url}/notes/{put_id}", lua),
-            ("floor (again)", floor, f"{floor.url}/floor", None),
+            ("floor", floor, f"{floor.url}/floor", None, None),
+            ("GET /notes/{id}", server, f"{server.url}/notes/{get_id}", None, None),
+            ("GET /notes/{id} (token)", secured, f"{secured.url}/notes/{secured_id}", None,
+             bearer),
+            ("GET /notes?q=zulu&limit=10", server, f"{server.url}/notes?q=zulu&limit=10", None,
+             None),
+            ("PUT /notes/{id}", server, f"{server.url}/notes/{put_id}", lua, None),
+            ("floor (again)", floor, f"{floor.url}/floor", None, None),
         ]
-        for name, proc, url, script in targets:
-            r = h.quiet_cell(wrk, url, seconds, connections, proc.pid, script)
+        for name, proc, url, script, header in targets:
+            r = h.quiet_cell(wrk, url, seconds, connections, proc.pid, script, header)
             cases[name] = r
             print(f"  rest {name:<28} {r['rps']} req/s  p50 {r['p50_ms']} p99 {r['p99_ms']} ms  "
                   f"non-2xx {r['non_2xx']}  server cpu {r['server_cpu']['cores']} postgres "
@@ -138,17 +153,18 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
             and stored[0][0] == final
     finally:
         server.stop()
+        secured.stop()
         floor.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     floor_rps = max(cases["floor"]["rps"], cases["floor (again)"]["rps"])
     for r in cases.values():
         r["vs_floor"] = round(r["rps"] / floor_rps, 3) if r["rps"] else None
     errors = sum(r["non_2xx"] for r in cases.values())
-    ratio = cases["GET /notes/{id}"]["vs_floor"]
+    ratio = cases["GET /notes/{id} (token)"]["vs_floor"]
     return {
         "seconds": seconds, "connections": connections, "cases": cases,
         "checks": {"get": get_ok, "search": search_ok, "put": put_ok, "non_2xx": errors},
-        "target": {"what": "REST GET of a note >= half of Sanic's floor",
+        "target": {"what": "REST GET of a note, with a token, >= half of Sanic's floor",
                    "measured": f"{ratio} of the floor", "met": bool(ratio and ratio >= 0.5)},
         "ok": get_ok and search_ok and put_ok and errors == 0,
     }

@@ -133,12 +133,16 @@ def _name(request: Request) -> str:
     return (request.args.get("name") or "anonymous")[:MAX_NAME]
 
 
-async def socket_access(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID
-                        ) -> Access | None:
+async def socket_access(request: Request, ws: WebsocketImplProtocol,
+                        note_id: uuid.UUID | None) -> Access | None:
     """Check the handshake's credentials and the caller's role before anything about the note
     is sent; None once the socket is closed: 4401 without valid credentials, 4403 for a
-    cookie from another site's page, 4404 for a note the caller may not see."""
+    cookie from another site's page, 4404 for a note the caller may not see (``note_id`` None:
+    not a note id at all)."""
     if not request.app.ctx.settings.auth_on:
+        if note_id is None:
+            await ws.close(CLOSE_NOTE_GONE, "note not found")
+            return None
         return Access()
     caller = caller_of(request)
     if caller is None:
@@ -148,7 +152,8 @@ async def socket_access(request: Request, ws: WebsocketImplProtocol, note_id: uu
         await ws.close(CLOSE_FORBIDDEN, "cross-site socket refused")
         return None
     try:
-        role = await request.app.ctx.account_store.role(note_id, caller.user.id)
+        role = None if note_id is None else await request.app.ctx.account_store.role(
+            note_id, caller.user.id)
     except Exception:
         log.exception("checking access to note %s for a live connection failed", note_id)
         await ws.close(CLOSE_SERVER_ERROR, "server error")
@@ -210,14 +215,11 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
 async def yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> None:
     """y-websocket's provider connects to ``serverUrl + "/" + roomname``: the note's id."""
     try:
-        note_id = uuid.UUID(room_name)
+        note_id: uuid.UUID | None = uuid.UUID(room_name)
     except ValueError:
         note_id = None
-    access = await socket_access(request, ws, note_id or uuid.UUID(int=0))
-    if access is None:
-        return
-    if note_id is None:
-        await ws.close(CLOSE_NOTE_GONE, "note not found")
+    access = await socket_access(request, ws, note_id)
+    if access is None or note_id is None:
         return
     connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
                                   YJS, access)
