@@ -158,6 +158,8 @@ async function api(path, { method = 'GET', body } = {}) {
   try {
     res = await fetch(path, {
       method,
+      // always the server's answer: a revalidated (304) copy of a note would carry my role then
+      cache: 'no-store',
       headers: body === undefined ? { Accept: 'application/json' } : { 'Content-Type': 'application/json', Accept: 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
@@ -262,6 +264,7 @@ function navigate(id, { replace = false } = {}) {
 }
 
 function route() {
+  if (!account.ready || (account.on && !account.user)) return; // start() or signing in routes
   const id = noteIdFromUrl();
   if (id) {
     if (!session || session.id !== id) openNote(id);
@@ -424,6 +427,7 @@ function hideNotice() {
 els.notice.querySelector('.notice-close').addEventListener('click', hideNotice);
 
 const ERROR_TEXT = {
+  forbidden: 'You may only read this note, so what you typed was not saved.',
   too_large: 'That change would make the note too long, so it was undone.',
   bad_title: 'That title is too long.',
   bad_delta: 'An edit did not fit the text; reloading the note from the server.',
@@ -431,6 +435,289 @@ const ERROR_TEXT = {
   bad_message: 'The server did not understand a message.',
   bad_json: 'The server did not understand a message.',
 };
+
+// --- accounts: signing up, in and out ---------------------------------------------------------
+
+/** From GET /auth/status. `previous`: who was signed in before the sign-in view showed. */
+const account = { ready: false, on: false, signup: 'open', user: null, previous: null };
+const authForm = { mode: 'login' };
+
+function renderAccount() {
+  const user = account.on ? account.user : null;
+  els.account.hidden = !user;
+  els.account.title = user ? `Signed in as ${user.username}` : '';
+  els.accountName.textContent = user ? user.username : '';
+}
+
+function setAuthError(text) {
+  els.authError.textContent = text;
+  els.authError.hidden = !text;
+}
+
+function setAuthMode(mode) {
+  const open = account.signup === 'open';
+  const signup = mode === 'signup' && open;
+  authForm.mode = signup ? 'signup' : 'login';
+  els.authHeading.textContent = signup ? 'Create an account' : 'Sign in';
+  els.authSubmit.textContent = signup ? 'Sign up' : 'Sign in';
+  els.authPassword.autocomplete = signup ? 'new-password' : 'current-password';
+  els.authSwitchText.textContent = signup ? 'Have an account?' : 'No account yet?';
+  els.authSwitch.textContent = signup ? 'Sign in' : 'Create an account';
+  els.authSwitchLine.hidden = !open;
+  els.authClosed.hidden = open;
+  for (const hint of els.authForm.querySelectorAll('[data-mode="signup"]')) hint.hidden = !signup;
+  setAuthError('');
+}
+
+/** The sign-in view instead of the notes. An open note is kept (its socket is closed) so that
+ * the same user signing in again carries on with it. */
+function showSignIn({ message = '' } = {}) {
+  if (account.user) account.previous = account.user.username;
+  account.user = null;
+  for (const dialog of [els.shareDialog, els.deleteDialog]) if (dialog.open) dialog.close();
+  hideNotice();
+  list.seq += 1; // a list request under way belongs to the session that ended
+  list.items.clear();
+  list.q = '';
+  list.cursor = null;
+  els.search.value = '';
+  els.list.replaceChildren();
+  els.listFooter.replaceChildren();
+  els.layout.hidden = true;
+  els.nameField.hidden = true;
+  els.auth.hidden = false;
+  renderAccount();
+  setAuthMode('login');
+  els.authMessage.textContent = message;
+  els.authMessage.hidden = !message;
+  document.title = 'Sign in · notes';
+  if (!els.authUsername.value && account.previous) els.authUsername.value = account.previous;
+  (els.authUsername.value ? els.authPassword : els.authUsername).focus();
+}
+
+/** A 401 or a 4401: the session ended elsewhere (signed out in another tab, expired). */
+function signedOutElsewhere() {
+  account.on = true;
+  if (!account.ready) return; // start() decides what to show
+  if (!els.auth.hidden) return;
+  showSignIn({ message: 'Your session has ended: sign in again.' });
+}
+
+function signedIn(user) {
+  account.user = user;
+  if (session && account.previous !== user.username) {
+    session.destroy(); // what another user left pending is not sent under this one's name
+    session = null;
+  } else if (session) {
+    session.resume();
+  }
+  account.previous = user.username;
+  enterApp();
+}
+
+/** Show the notes (signed in, or accounts off). */
+function enterApp() {
+  els.auth.hidden = true;
+  els.layout.hidden = false;
+  els.nameField.hidden = false;
+  els.authMessage.hidden = true;
+  setAuthError('');
+  renderAccount();
+  if (!session) document.title = 'notes';
+  loadList();
+  route();
+}
+
+els.authSwitch.addEventListener('click', () => {
+  setAuthMode(authForm.mode === 'signup' ? 'login' : 'signup');
+  els.authUsername.focus();
+});
+
+els.authForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const username = els.authUsername.value.trim();
+  const password = els.authPassword.value;
+  if (!username || !password) {
+    setAuthError('Enter a username and a password.');
+    (username ? els.authPassword : els.authUsername).focus();
+    return;
+  }
+  const signup = authForm.mode === 'signup';
+  els.authSubmit.disabled = true;
+  setAuthError('');
+  try {
+    const user = await api(signup ? '/auth/signup' : '/auth/login', { method: 'POST', body: { username, password } });
+    els.authPassword.value = '';
+    signedIn(user);
+  } catch (err) {
+    if (err.status === 403 && signup) {
+      account.signup = 'closed';
+      setAuthMode('login');
+    }
+    setAuthError(problemText(err));
+    if (err.status === 401) els.authPassword.select();
+  } finally {
+    els.authSubmit.disabled = false;
+  }
+});
+
+async function signOut() {
+  els.signOut.disabled = true;
+  try {
+    if (session) {
+      if (session.setTitle.pending) session.setTitle.flush(els.title.value);
+      await session.settled(5000); // what was typed reaches the server first
+      session.destroy();
+      session = null;
+      els.editor.value = ''; // nothing of the note stays in the page
+      els.title.value = '';
+      els.mirror.replaceChildren();
+    }
+    await api('/auth/logout', { method: 'POST' });
+  } catch (err) {
+    showNotice(`Could not sign out: ${problemText(err)}`);
+    route(); // reopen the note
+    return;
+  } finally {
+    els.signOut.disabled = false;
+  }
+  showSignIn({ message: 'You are signed out.' });
+}
+els.signOut.addEventListener('click', signOut);
+
+// --- sharing and deleting (owners) -------------------------------------------------------------
+
+const shares = { noteId: null };
+
+function setShareError(text) {
+  els.shareError.textContent = text;
+  els.shareError.hidden = !text;
+}
+
+function shareItem(share) {
+  const roleSelect = el('select', {
+    class: 'share-item-role',
+    'aria-label': `Role of ${share.username}`,
+    onchange: (e) => putShare(share.username, e.target.value),
+  }, el('option', { value: 'viewer', selected: share.role === 'viewer' }, 'Viewer'),
+  el('option', { value: 'editor', selected: share.role === 'editor' }, 'Editor'));
+  return el('li', { class: 'share-item', dataset: { username: share.username, role: share.role } },
+    el('span', { class: 'share-name' }, share.username),
+    roleSelect,
+    el('button', {
+      class: 'btn small', type: 'button', 'aria-label': `Remove ${share.username}`,
+      onclick: () => removeShare(share.username),
+    }, 'Remove'));
+}
+
+function renderShares(data) {
+  const me = account.user ? account.user.username : null;
+  els.shareOwner.textContent = data.owner ? `Owner: ${data.owner}${data.owner === me ? ' (you)' : ''}` : '';
+  const items = (data.items || []).map(shareItem);
+  if (!items.length) items.push(el('li', { class: 'share-empty' }, 'Not shared with anyone yet.'));
+  els.shareList.replaceChildren(...items);
+}
+
+async function loadShares() {
+  const id = shares.noteId;
+  if (!id) return;
+  els.shareList.setAttribute('aria-busy', 'true');
+  try {
+    const data = await api(`/notes/${encodeURIComponent(id)}/shares`);
+    if (shares.noteId === id) renderShares(data);
+  } catch (err) {
+    if (shares.noteId === id) setShareError(`Could not load who has access: ${problemText(err)}`);
+  } finally {
+    els.shareList.removeAttribute('aria-busy');
+  }
+}
+
+/** Give `username` the role (new share or change); true when the server agreed. */
+async function putShare(username, role) {
+  const id = shares.noteId;
+  setShareError('');
+  try {
+    await api(`/notes/${encodeURIComponent(id)}/shares/${encodeURIComponent(username)}`, { method: 'PUT', body: { role } });
+    return true;
+  } catch (err) {
+    setShareError(problemText(err));
+    return false;
+  } finally {
+    await loadShares();
+  }
+}
+
+async function removeShare(username) {
+  const id = shares.noteId;
+  setShareError('');
+  try {
+    await api(`/notes/${encodeURIComponent(id)}/shares/${encodeURIComponent(username)}`, { method: 'DELETE' });
+  } catch (err) {
+    setShareError(problemText(err));
+  } finally {
+    await loadShares();
+  }
+}
+
+function openShareDialog() {
+  if (!session) return;
+  shares.noteId = session.id;
+  setShareError('');
+  els.shareUsername.value = '';
+  els.shareRole.value = 'viewer';
+  els.shareOwner.textContent = '';
+  els.shareList.replaceChildren(el('li', { class: 'share-empty' }, 'Loading…'));
+  els.shareDialog.showModal();
+  els.shareUsername.focus();
+  loadShares();
+}
+els.share.addEventListener('click', openShareDialog);
+for (const button of els.shareDialog.querySelectorAll('[data-close]')) {
+  button.addEventListener('click', () => els.shareDialog.close());
+}
+els.shareDialog.addEventListener('close', () => {
+  shares.noteId = null;
+});
+
+els.shareForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const username = els.shareUsername.value.trim();
+  if (!username) {
+    setShareError('Enter the username of the person to share with.');
+    els.shareUsername.focus();
+    return;
+  }
+  els.shareSubmit.disabled = true;
+  try {
+    if (await putShare(username, els.shareRole.value)) els.shareUsername.value = '';
+  } finally {
+    els.shareSubmit.disabled = false;
+    els.shareUsername.focus();
+  }
+});
+
+els.deleteNote.addEventListener('click', () => {
+  els.deleteDialog.returnValue = '';
+  els.deleteDialog.showModal();
+});
+
+els.deleteDialog.addEventListener('close', async () => {
+  if (els.deleteDialog.returnValue !== 'delete' || !session) return;
+  const s = session;
+  s.deleting = true; // our own delete needs no "was deleted" notice
+  try {
+    await api(`/notes/${encodeURIComponent(s.id)}`, { method: 'DELETE' });
+  } catch (err) {
+    s.deleting = false;
+    showNotice(`Could not delete the note: ${problemText(err)}`);
+    return;
+  }
+  s.client.deleted = true;
+  list.items.delete(s.id);
+  els.list.querySelector(`.note-item[data-id="${CSS.escape(s.id)}"]`)?.remove();
+  if (session === s) navigate(null);
+  showNotice('The note was deleted.', { kind: 'warning' });
+});
 
 // --- the open note ---------------------------------------------------------------------------
 
@@ -447,6 +734,11 @@ class NoteSession {
     this.ready = false;
     this.peerSeen = new Map(); // client -> {s, e, t}: when its caret last moved
     this.connection = 'connecting';
+    const known = list.items.get(id);
+    // my role on the note (null: not known yet, read-only until it is) and its owner's name
+    this.role = account.on ? (known && known.role) || null : 'owner';
+    this.owner = (known && known.owner) || null;
+    this.lost = null; // 'forbidden' | 'unauthorized': the live connection ended for good
     this.live = new LiveConnection({
       noteId: id,
       name: displayName,
@@ -455,6 +747,8 @@ class NoteSession {
         this.connection = status;
         renderStatus();
         if (status === 'deleted') this.onDeleted();
+        if (status === 'forbidden') this.onForbidden();
+        if (status === 'unauthorized') this.onUnauthorized();
         if ((status === 'reconnecting' || status === 'offline') && this.client.rev === null) this.probe();
       },
     });
@@ -465,20 +759,118 @@ class NoteSession {
       c.on('peers', () => scheduleOverlay()),
       c.on('state', () => renderStatus()),
       c.on('hello', () => this.onHello()),
-      c.on('error', (msg) => showNotice(ERROR_TEXT[msg.code] || msg.message || `Error: ${msg.code}`)),
+      c.on('error', (msg) => this.onError(msg)),
       c.on('deleted', () => this.onDeleted()),
     ];
     this.live.start();
+    this.loadAccess();
+  }
+
+  // Access: the role decides whether the editor and the title can be changed.
+
+  canWrite() {
+    return !this.lost && !this.client.deleted && (this.role === 'owner' || this.role === 'editor');
+  }
+
+  setAccess(role, owner = this.owner) {
+    this.role = role;
+    this.owner = owner;
+    this.applyAccess();
+  }
+
+  applyAccess() {
+    if (session !== this) return;
+    const writable = this.canWrite();
+    els.title.readOnly = !writable;
+    if (this.ready) {
+      els.editor.readOnly = !writable;
+      els.editor.placeholder = writable ? 'Start typing…' : '';
+    }
+    renderAccess();
+  }
+
+  /** My role and the owner, from GET /notes/{id} (accounts on; the list's may be stale). */
+  async loadAccess() {
+    if (!account.on || this.loadingAccess) return;
+    this.loadingAccess = true;
+    try {
+      const note = await api(`/notes/${encodeURIComponent(this.id)}`);
+      if (session === this && !this.lost) this.setAccess(note.role || 'owner', note.owner || null);
+    } catch (err) {
+      // 404: the socket says so too (4404); otherwise the hello asks again
+    } finally {
+      this.loadingAccess = false;
+    }
+  }
+
+  onError(msg) {
+    if (msg.code === 'forbidden' && account.on) {
+      // my share became viewer while the note was open: ot.js took back what was refused
+      this.setAccess('viewer');
+      showNotice('You may only read this note now (your share was changed to viewer), so what you typed was not saved.',
+        { sticky: true, kind: 'warning' });
+      return;
+    }
+    showNotice(ERROR_TEXT[msg.code] || msg.message || `Error: ${msg.code}`);
+  }
+
+  /** 4403: the share was revoked while the note was open. No reconnecting. */
+  onForbidden() {
+    if (this.lost) return;
+    this.lost = 'forbidden';
+    this.applyAccess();
+    els.editor.readOnly = true;
+    els.editor.placeholder = '';
+    renderStatus();
+    showNotice('Your access to this note was removed: it is no longer shared with you.', { sticky: true, kind: 'warning' });
+    list.items.delete(this.id);
+    const li = els.list.querySelector(`.note-item[data-id="${CSS.escape(this.id)}"]`);
+    if (li) li.remove();
+  }
+
+  /** 4401: signed out (in another tab, say) or the session expired. What is pending is kept and
+   * sent once the same user signs in again (resume). */
+  onUnauthorized() {
+    this.lost = 'unauthorized';
+    this.applyAccess();
+    renderStatus();
+    signedOutElsewhere();
+  }
+
+  resume() {
+    if (this.lost !== 'unauthorized') return;
+    this.lost = null;
+    this.live.start();
+    this.applyAccess();
+    this.loadAccess();
+  }
+
+  /** Resolves once nothing is pending (or after timeoutMs). */
+  settled(timeoutMs) {
+    const c = this.client;
+    if (!c.pending || c.deleted || this.lost) return Promise.resolve();
+    return new Promise((resolve) => {
+      let off = null;
+      const done = () => {
+        clearTimeout(timer);
+        if (off) off();
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      off = c.on('state', () => {
+        if (!c.pending) done();
+      });
+    });
   }
 
   onHello() {
     if (!this.ready) {
       this.ready = true;
-      els.editor.readOnly = false;
-      els.editor.placeholder = 'Start typing…';
+      this.applyAccess();
       if (document.activeElement !== els.title) els.editor.focus({ preventScroll: true });
       els.editor.setSelectionRange(0, 0);
     }
+    if (account.on && this.role === null) this.loadAccess();
     if (document.activeElement !== els.title) els.title.value = this.client.title;
     document.title = `${this.client.title || 'Untitled'} · notes`;
     this.sendCursor();
@@ -503,13 +895,16 @@ class NoteSession {
 
   onDeleted(text = null) {
     if (this.deletedShown) return;
-    if (!text) text = this.client.rev === null ? 'This note does not exist (or was deleted).' : 'This note was deleted.';
+    const missing = account.on ? 'This note does not exist, or it is not shared with you.' : 'This note does not exist (or was deleted).';
+    if (!text) text = this.client.rev === null ? missing : 'This note was deleted.';
+    else if (this.client.rev === null) text = missing;
     this.deletedShown = true;
     els.editor.readOnly = true;
     els.editor.placeholder = '';
     els.title.readOnly = true;
     renderStatus();
-    showNotice(text, { sticky: true, kind: 'warning' });
+    renderAccess();
+    if (!this.deleting) showNotice(text, { sticky: true, kind: 'warning' });
     const li = els.list.querySelector(`.note-item[data-id="${CSS.escape(this.id)}"]`);
     if (li) li.remove();
   }
@@ -573,6 +968,10 @@ class NoteSession {
     const ta = els.editor;
     const value = ta.value;
     if (value === this.lastValue) return;
+    if (!this.canWrite()) {
+      setEditorValue(this.lastValue, null); // read-only: what changed it is not kept
+      return;
+    }
     const caret = utf16ToCp(value, ta.selectionEnd);
     let d = diff(this.lastValue, value, caret);
     if (this.domPending) {
@@ -622,6 +1021,7 @@ class NoteSession {
   }, PRESENCE_THROTTLE_MS);
 
   setTitle = debounce((title) => {
+    if (!this.canWrite()) return; // a viewer's title is never sent (it would be refused)
     this.client.setTitle(title);
     document.title = `${title || 'Untitled'} · notes`;
     updateListEntry(this.id, { title });
@@ -676,13 +1076,14 @@ function openNote(id) {
   document.body.classList.add('has-note');
   const known = list.items.get(id);
   els.title.value = known ? known.title : '';
-  els.title.readOnly = false;
+  els.title.readOnly = !session.canWrite();
   els.editor.value = '';
   els.editor.readOnly = true;
   els.editor.placeholder = 'Connecting…';
   els.mirror.replaceChildren();
   document.title = `${known ? known.title || 'Untitled' : 'Note'} · notes`;
   renderStatus();
+  renderAccess();
   scheduleOverlay();
 }
 
@@ -735,6 +1136,8 @@ const CONNECTION_TEXT = {
   offline: 'offline',
   closed: 'offline',
   deleted: 'note deleted',
+  forbidden: 'no access',
+  unauthorized: 'signed out',
 };
 
 function renderStatus() {
@@ -766,6 +1169,25 @@ function renderStatus() {
   els.status.querySelector('.sep').hidden = c.deleted;
   els.status.dataset.connection = state;
   els.status.dataset.saved = saved ? 'true' : 'false';
+}
+
+/** The open note's access: the read-only label, Share and Delete (owners only). */
+function renderAccess() {
+  const s = session;
+  const role = s ? s.role : null;
+  const gone = !s || s.lost === 'forbidden' || s.client.deleted;
+  const owner = !gone && role === 'owner';
+  els.share.hidden = !(owner && account.on);
+  els.deleteNote.hidden = !owner;
+  const by = s && s.owner ? ` by ${s.owner}` : '';
+  let text = '';
+  if (s && s.lost === 'forbidden') text = 'No access: this note is no longer shared with you.';
+  else if (gone || !account.on) text = '';
+  else if (role === 'viewer') text = `Read only — shared with you as viewer${by}.`;
+  else if (role === 'editor') text = `Shared with you as editor${by}.`;
+  els.access.textContent = text;
+  els.access.hidden = !text;
+  els.access.dataset.role = s && s.lost === 'forbidden' ? 'none' : role || '';
 }
 
 // --- presence: peers list and cursors over the editor ----------------------------------------
@@ -907,6 +1329,14 @@ window.notesApp = {
   get name() {
     return displayName;
   },
+  /** {on, signup, user}: accounts on this server and who is signed in. */
+  get account() {
+    return { on: account.on, signup: account.signup, user: account.user };
+  },
+  /** My role on the open note ('owner' with accounts off; null while not known). */
+  get role() {
+    return session ? session.role : null;
+  },
   /** {noteId, rev, text, title, pending, connected, status, saved, peers, clientId, editorText} */
   state() {
     if (!session) return { noteId: null, rev: null, text: null, title: null, pending: false, connected: false, status: 'idle', saved: true, peers: [], clientId: null, editorText: null };
@@ -958,8 +1388,22 @@ window.notesApp = {
 
 // --- start -----------------------------------------------------------------------------------
 
-loadList();
-route();
+/** Accounts on or off? Signed in? Then the sign-in view, or the notes as ever. */
+async function start() {
+  try {
+    const status = await api('/auth/status');
+    account.on = status.auth === 'on';
+    account.signup = status.signup || 'open';
+    account.user = status.user || null;
+  } catch (err) {
+    // a server without accounts (or none that answers: the list will say so)
+  }
+  account.ready = true;
+  if (account.on && !account.user) showSignIn();
+  else enterApp();
+}
+
+start();
 window.addEventListener('focus', () => {
-  if (!session && !els.search.value) loadList();
+  if (!session && !els.search.value && !(account.on && !account.user)) loadList();
 });
