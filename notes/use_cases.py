@@ -56,12 +56,15 @@ class NoteLimits:
     max_page_size: int = 200
 
 
-def etag_of(title: str, content: str) -> str:
-    """A strong validator that changes whenever the title or the content changes."""
+def etag_of(title: str, content: str, role: Role | str | None = None) -> str:
+    """A strong validator that changes whenever the title, the content or the caller's role
+    changes (the role is part of what the caller is shown: a 304 must not keep an old one)."""
     digest = hashlib.blake2b(digest_size=12)
     digest.update(title.encode())
     digest.update(b"\0")
     digest.update(content.encode())
+    if role is not None:
+        digest.update(b"\0" + Role(role).value.encode())
     return '"' + base64.urlsafe_b64encode(digest.digest()).decode() + '"'
 
 
@@ -152,7 +155,8 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
     if room is None:
         raise NoteNotFound(note_id)
     try:
-        if if_match is not None and not etag_matches(if_match, etag_of(room.title, room.content)):
+        if if_match is not None and not etag_matches(
+                if_match, etag_of(room.title, room.content, role)):
             raise PreconditionFailed(note_id)
         if content is not None:
             room.replace_content(content)
@@ -175,10 +179,10 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
 
 
 async def delete_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
-                      if_match: str | None) -> None:
+                      if_match: str | None, role: Role | None = None) -> None:
     if if_match is not None:
-        current = await read_note(store, hub, note_id)
-        if not etag_matches(if_match, etag_of(current.title, current.content)):
+        current = await read_note(store, hub, note_id, role=role)
+        if not etag_matches(if_match, etag_of(current.title, current.content, role)):
             raise PreconditionFailed(note_id)
     if not await store.delete(note_id):
         raise NoteNotFound(note_id)

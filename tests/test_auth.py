@@ -417,3 +417,23 @@ def test_login_throttle_window():
         throttle.check(user)
     throttle.succeeded(user)
     throttle.check(user)
+
+
+def test_a_changed_role_changes_the_etag(world: World):
+    """The role is part of the note as the caller sees it: a 304 must not keep an old one."""
+    note_id = world.note()
+    url = f"{world.url}/notes/{note_id}"
+    first = httpx.get(url, headers=world.viewer.bearer())
+    assert first.json()["role"] == "viewer"
+    assert "private" in first.headers["cache-control"]
+    assert httpx.get(url, headers={**world.viewer.bearer(), "If-None-Match": first.headers[
+        "etag"]}).status_code == 304
+    assert httpx.put(f"{url}/shares/{world.viewer.username}", json={"role": "editor"},
+                     headers=world.owner.bearer()).status_code == 200
+    again = httpx.get(url, headers={**world.viewer.bearer(),
+                                    "If-None-Match": first.headers["etag"]})
+    assert again.status_code == 200 and again.json()["role"] == "editor"
+    # The new ETag is good for If-Match.
+    patched = httpx.patch(url, json={"title": "by the new editor"},
+                          headers={**world.viewer.bearer(), "If-Match": again.headers["etag"]})
+    assert patched.status_code == 200, patched.text

@@ -82,7 +82,8 @@ async def test_json_socket_by_caller(world: World, caller: str):
             await raw.send({"type": "title", "title": "viewer's"})
             assert (await raw.next("error"))["code"] == "forbidden"
             # Presence is reading, not writing: allowed.
-            await raw.send({"type": "presence", "rev": hello["rev"], "cursor": {"index": 1, "length": 0}})
+            await raw.send({"type": "presence", "rev": hello["rev"],
+                            "cursor": {"index": 1, "length": 0}})
             assert content_of(world, note_id) == "abc"
         else:
             assert answer["type"] == "ack"
@@ -131,7 +132,8 @@ async def test_viewer_receives_edits_and_presence_live(world: World):
     try:
         assert (await viewer.recv())["type"] == "hello"
         hello = await editor.recv()
-        await editor.send({"type": "presence", "rev": hello["rev"], "cursor": {"index": 0, "length": 0}})
+        await editor.send({"type": "presence", "rev": hello["rev"],
+                           "cursor": {"index": 0, "length": 0}})
         await editor.send({"type": "edit", "rev": hello["rev"], "delta": [{"insert": "hi"}]})
         assert (await viewer.next("presence"))["client"] == hello["client"]
         edit = await viewer.next("edit")
