@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from notes.collab.text import field_problem, text_problem
 from notes.store.accounts import AccountStore, TokenInfo, User, UsernameTaken
 
 USERNAME = re.compile(r"[a-z0-9_.-]{1,40}")
@@ -79,6 +80,9 @@ def check_password(password: str) -> None:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidAccount([{"loc": ["password"], "type": "invalid_password",
                                "msg": f"{MIN_PASSWORD} to {MAX_PASSWORD} characters"}])
+    problem = text_problem(password)
+    if problem:
+        raise InvalidAccount([{"loc": ["password"], "type": "invalid_text", "msg": problem}])
 
 
 def generate_password() -> str:
@@ -179,8 +183,10 @@ class Accounts:
 
     async def verify_password(self, username: str, password: str) -> User:
         """The user, if the password is theirs; ``BadCredentials`` otherwise (after the same
-        work either way), ``Throttled`` after too many failures."""
-        found = await self.store.user_and_hash(username)
+        work either way)."""
+        # A name no account can have (NUL, say, which PostgreSQL cannot even compare) is looked
+        # up as nobody's.
+        found = await self.store.user_and_hash(username) if USERNAME.fullmatch(username) else None
         if found is None:
             # Hash anyway, so that a missing name takes as long as a wrong password.
             if self._dummy_hash is None:
@@ -196,6 +202,8 @@ class Accounts:
         return user
 
     def _verifies(self, password_hash: str, password: str) -> bool:
+        if text_problem(password):  # (argon2 cannot encode a lone surrogate; no password has one)
+            return False
         try:
             return self.hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
@@ -240,9 +248,10 @@ class Accounts:
         return Caller(stored.user, stored.id, kind)
 
     async def create_token(self, user: User, name: str) -> tuple[TokenInfo, Issued]:
-        if not 1 <= len(name) <= MAX_TOKEN_NAME:
-            raise InvalidAccount([{"loc": ["name"], "type": "invalid_name",
-                                   "msg": f"1 to {MAX_TOKEN_NAME} characters"}])
+        problem = field_problem(name, MAX_TOKEN_NAME)
+        if not name or problem:
+            raise InvalidAccount([{"loc": ["name"], "type": problem[0] if problem else "too_short",
+                                   "msg": problem[1] if problem else "may not be empty"}])
         issued, secret_hash = issue_secret()
         info = await self.store.create_token(user.id, issued.id, name, secret_hash)
         return info, issued

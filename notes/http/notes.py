@@ -37,6 +37,11 @@ NOTE_ID = Parameter("note_id", uuid.UUID, location="path",
                     required=True, description="The note's id.")
 
 
+# A note's representation depends on who asks (their role, which notes a listing holds): shared
+# caches must not keep it, and every cache must ask again.
+PER_CALLER = {"Cache-Control": "private, no-cache", "Vary": "Authorization, Cookie"}
+
+
 def note_json(note: StoredNote) -> dict:
     return NoteOut.model_validate(note, from_attributes=True).model_dump(mode="json")
 
@@ -44,8 +49,8 @@ def note_json(note: StoredNote) -> dict:
 def note_response(note: StoredNote, status: int = 200, headers: dict | None = None
                   ) -> HTTPResponse:
     headers = {
-        "ETag": use_cases.etag_of(note.title, note.content),
-        "Cache-Control": "no-cache",
+        "ETag": use_cases.etag_of(note.title, note.content, note.role),
+        **PER_CALLER,
         **(headers or {}),
     }
     return json_response(note_json(note), status=status, headers=headers)
@@ -53,10 +58,6 @@ def note_response(note: StoredNote, status: int = 200, headers: dict | None = No
 
 def _ctx(request: Request):
     return request.app.ctx
-
-
-def _not_found() -> Problem:
-    return not_found()
 
 
 def _invalid(error: use_cases.InvalidNote) -> Problem:
@@ -116,7 +117,7 @@ async def list_notes(request: Request) -> HTTPResponse:
     except use_cases.InvalidCursor as error:
         raise Problem(400, str(error), kind="invalid-cursor") from None
     body = {"items": [note_json(note) for note in notes], "next_cursor": next_cursor}
-    return json_response(body, headers={"Cache-Control": "no-cache"})
+    return json_response(body, headers=PER_CALLER)
 
 
 def _reader(request: Request) -> uuid.UUID | None:
@@ -151,7 +152,7 @@ def _limit(raw: str | None, maximum: int) -> int | None:
     description="The live text when the note is open for editing. Conditional with "
     "`If-None-Match`.",
     parameter=[NOTE_ID, IF_NONE_MATCH],
-    response=[ok(NoteOut), ok(None, 304, "Not modified."), *problems(404)],
+    response=[ok(NoteOut), ok(None, 304, "Not modified."), *problems(note="read")],
     tag="notes",
 )
 async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
@@ -160,11 +161,11 @@ async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     try:
         note = await use_cases.read_note(ctx.store, ctx.hub, note_id, role=role)
     except use_cases.NoteNotFound:
-        raise _not_found() from None
-    etag = use_cases.etag_of(note.title, note.content)
+        raise not_found() from None
+    etag = use_cases.etag_of(note.title, note.content, note.role)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and use_cases.etag_matches(if_none_match, etag, weak=True):
-        return empty(304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+        return empty(304, headers={"ETag": etag, **PER_CALLER})
     return note_response(note)
 
 
@@ -182,16 +183,13 @@ async def _update(request: Request, note_id: uuid.UUID, model: type[BaseModel]) 
             if_match=request.headers.get("if-match"), role=role,
         )
     except use_cases.NoteNotFound:
-        raise _not_found() from None
+        raise not_found() from None
     except use_cases.PreconditionFailed:
         raise Problem(412, "The note changed since the ETag in If-Match.",
                       kind="precondition-failed") from None
     except use_cases.InvalidNote as error:
         raise _invalid(error) from None
     return note_response(note)
-
-
-UPDATE_RESPONSES = [ok(NoteOut), *problems(400, 404, 412, 413, 415, 422)]
 
 
 @bp.put("/notes/<note_id:uuid>")
@@ -201,7 +199,7 @@ UPDATE_RESPONSES = [ok(NoteOut), *problems(400, 404, 412, 413, 415, 422)]
     "diff, so concurrent typing elsewhere survives.",
     parameter=[NOTE_ID, IF_MATCH],
     body=json_body(NoteReplace, "Both fields."),
-    response=UPDATE_RESPONSES,
+    response=[ok(NoteOut), *problems(400, 412, 413, 415, 422, note="write")],
     tag="notes",
 )
 async def replace_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
@@ -213,7 +211,7 @@ async def replace_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     summary="Change a note's title or content",
     parameter=[NOTE_ID, IF_MATCH],
     body=json_body(NotePatch, "Either field, or both."),
-    response=UPDATE_RESPONSES,
+    response=[ok(NoteOut), *problems(400, 412, 413, 415, 422, note="write")],
     tag="notes",
 )
 async def patch_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
@@ -225,17 +223,17 @@ async def patch_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     summary="Delete a note",
     description="Live editors get `deleted` and close code 4404.",
     parameter=[NOTE_ID, IF_MATCH],
-    response=[ok(None, 204, "Deleted."), *problems(404, 412)],
+    response=[ok(None, 204, "Deleted."), *problems(412, note="manage")],
     tag="notes",
 )
 async def delete_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     ctx = _ctx(request)
-    await authorize(request, note_id, manage=True)
+    role = await authorize(request, note_id, manage=True)
     try:
         await use_cases.delete_note(ctx.store, ctx.hub, note_id,
-                                    if_match=request.headers.get("if-match"))
+                                    if_match=request.headers.get("if-match"), role=role)
     except use_cases.NoteNotFound:
-        raise _not_found() from None
+        raise not_found() from None
     except use_cases.PreconditionFailed:
         raise Problem(412, "The note changed since the ETag in If-Match.",
                       kind="precondition-failed") from None
@@ -252,7 +250,7 @@ async def delete_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     response=[ok(EditApplied), ok(EditConflict, 409, "`rev` is older than the history kept, or "
                                   "counts in another `epoch`: rebase onto `content` at `rev`.",
                                   "application/problem+json"),
-              *problems(400, 404, 413, 415, 422)],
+              *problems(400, 413, 415, 422, note="write")],
     tag="live",
 )
 async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
@@ -262,7 +260,7 @@ async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
         revision, epoch = await use_cases.apply_http_edit(_ctx(request).hub, note_id, body.rev,
                                                           body.delta_ops(), body.epoch)
     except use_cases.NoteNotFound:
-        raise _not_found() from None
+        raise not_found() from None
     except use_cases.EditTooOld as stale:
         raise Problem(409, str(stale), kind="stale-revision",
                       extra={"rev": stale.rev, "epoch": stale.epoch,

@@ -143,8 +143,9 @@ class Problem(BaseModel):
 
 
 class Credentials(_Strict):
-    username: str = Field(description="1 to 40 of `a-z`, `0-9`, `_`, `.`, `-`.")
-    password: str = Field(description="At least 8 characters.")
+    username: str = Field(description="1 to 40 of `a-z`, `0-9`, `_`, `.`, `-`.",
+                          json_schema_extra=STORABLE)
+    password: str = Field(description="At least 8 characters.", json_schema_extra=STORABLE)
 
 
 class UserOut(BaseModel):
@@ -160,7 +161,8 @@ class AuthStatus(BaseModel):
 
 
 class TokenCreate(_Strict):
-    name: str = Field(min_length=1, max_length=100, description="What the token is for.")
+    name: str = Field(min_length=1, max_length=100, description="What the token is for.",
+                      json_schema_extra=STORABLE)
 
 
 class TokenOut(BaseModel):

@@ -50,7 +50,7 @@ async def _user_to_share_with(request: Request, note_id: uuid.UUID, username: st
 @openapi.definition(
     summary="Who the note is shared with",
     description="Anyone who may read the note may see its owner and its shares.",
-    parameter=[NOTE_ID], response=[ok(ShareList), *problems(401, 404)], tag="sharing",
+    parameter=[NOTE_ID], response=[ok(ShareList), *problems(note="read")], tag="sharing",
 )
 async def list_shares(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     await authorize(request, note_id)
@@ -70,7 +70,8 @@ async def list_shares(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     "the title. The user's open sockets on the note take the new role at once.",
     parameter=[NOTE_ID, USERNAME], body=json_body(ShareRequest, "The role to give."),
     response=[ok(ShareOut, 200, "The role changed."), ok(ShareOut, 201, "Shared."),
-              *problems(400, 401, 403, 404, 413, 415, 422)],
+              *problems(400, (404, "No such note (or not one you may read), or no user by "
+                                   "this name."), 413, 415, 422, note="manage")],
     tag="sharing",
 )
 async def put_share(request: Request, note_id: uuid.UUID, username: str) -> HTTPResponse:
@@ -92,7 +93,10 @@ async def put_share(request: Request, note_id: uuid.UUID, username: str) -> HTTP
     summary="Stop sharing the note with a user",
     description="Owner only. The user's open sockets on the note are closed with 4403.",
     parameter=[NOTE_ID, USERNAME],
-    response=[ok(None, 204, "No longer shared."), *problems(401, 403, 404)], tag="sharing",
+    response=[ok(None, 204, "No longer shared."),
+              *problems((404, "No such note (or not one you may read), or it is not shared "
+                              "with this user."), note="manage")],
+    tag="sharing",
 )
 async def delete_share(request: Request, note_id: uuid.UUID, username: str) -> HTTPResponse:
     await authorize(request, note_id, manage=True)
