@@ -24,14 +24,16 @@ from datetime import UTC, datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from notes.collab.access import Role
 from notes.collab.text import field_problem, text_problem
-from notes.store.accounts import AccountStore, TokenInfo, User, UsernameTaken
+from notes.store.accounts import AccountStore, LinkInfo, TokenInfo, User, UsernameTaken
 
 USERNAME = re.compile(r"[a-z0-9_.-]{1,40}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # code points: hashing cost stays bounded
 MAX_TOKEN_NAME = 100
-TOKEN_PREFIX = "notes_"
+TOKEN_PREFIX = "notes_"  # API tokens and sessions
+LINK_PREFIX = "noteslink_"  # share links
 SECRET_BYTES = 32
 
 
@@ -55,11 +57,13 @@ class Throttled(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who makes a request: ``user`` and the credential used (``"session"`` or ``"token"``)."""
+    """Who makes a request: ``user`` and the credential used (``"session"`` or ``"token"``),
+    or, with ``kind`` ``"link"``, no user but a share link: ``link``'s one note, its role."""
 
-    user: User
+    user: User | None
     credential_id: uuid.UUID
     kind: str
+    link: LinkInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -92,18 +96,18 @@ def generate_password() -> str:
 # --- secrets -------------------------------------------------------------------------------------
 
 
-def issue_secret() -> tuple[Issued, bytes]:
+def issue_secret(prefix: str = TOKEN_PREFIX) -> tuple[Issued, bytes]:
     """A new credential and the hash of its secret to store."""
     credential_id = uuid.uuid4()
     secret = secrets.token_urlsafe(SECRET_BYTES)
-    return Issued(credential_id, f"{TOKEN_PREFIX}{credential_id.hex}_{secret}"), _hash(secret)
+    return Issued(credential_id, f"{prefix}{credential_id.hex}_{secret}"), _hash(secret)
 
 
-def parse_secret(token: str) -> tuple[uuid.UUID, str] | None:
-    """(id, secret) of a ``notes_<id>_<secret>`` string, None if it is not one."""
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+def parse_secret(token: str, prefix: str = TOKEN_PREFIX) -> tuple[uuid.UUID, str] | None:
+    """(id, secret) of a ``<prefix><id>_<secret>`` string, None if it is not one."""
+    if not token.startswith(prefix) or len(token) > 200:
         return None
-    body = token[len(TOKEN_PREFIX):]
+    body = token[len(prefix):]
     raw_id, separator, secret = body[:32], body[32:33], body[33:]
     if separator != "_" or not secret:
         return None
@@ -235,7 +239,10 @@ class Accounts:
         return caller.credential_id
 
     async def authenticate(self, kind: str, token: str) -> Caller | None:
-        """The caller a ``"session"`` cookie or a ``"token"`` stands for; None if not valid."""
+        """The caller a ``"session"`` cookie or a ``"token"`` (an API token or a share link)
+        stands for; None if not valid."""
+        if kind == "token" and token.startswith(LINK_PREFIX):
+            return await self._follow_link(token)
         parsed = parse_secret(token)
         if parsed is None:
             return None
@@ -246,6 +253,21 @@ class Accounts:
         if stored.expires_at is not None and stored.expires_at <= datetime.now(UTC):
             return None
         return Caller(stored.user, stored.id, kind)
+
+    async def _follow_link(self, token: str) -> Caller | None:
+        parsed = parse_secret(token, LINK_PREFIX)
+        if parsed is None:
+            return None
+        link_id, secret = parsed
+        stored = await self.store.link(link_id)
+        if stored is None or not hmac.compare_digest(stored.secret_hash, _hash(secret)):
+            return None
+        return Caller(None, link_id, "link", stored.info)
+
+    async def create_link(self, note_id: uuid.UUID, role: Role) -> tuple[LinkInfo, Issued]:
+        issued, secret_hash = issue_secret(LINK_PREFIX)
+        info = await self.store.create_link(note_id, role, issued.id, secret_hash)
+        return info, issued
 
     async def create_token(self, user: User, name: str) -> tuple[TokenInfo, Issued]:
         problem = field_problem(name, MAX_TOKEN_NAME)

@@ -437,3 +437,62 @@ def test_a_changed_role_changes_the_etag(world: World):
     patched = httpx.patch(url, json={"title": "by the new editor"},
                           headers={**world.viewer.bearer(), "If-Match": again.headers["etag"]})
     assert patched.status_code == 200, patched.text
+
+
+# --- share links -------------------------------------------------------------------------------
+
+
+def make_link(world: World, note_id: str, role: str) -> dict:
+    response = httpx.post(f"{world.url}/notes/{note_id}/links", json={"role": role},
+                          headers=world.owner.bearer())
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_share_links_open_one_note_with_their_role(world: World, sql):
+    note_id = world.note("linked text")
+    viewer_link = make_link(world, note_id, "viewer")
+    assert viewer_link["url"].startswith(world.url + "/?")
+    assert f"note={note_id}" in viewer_link["url"] and "link=" in viewer_link["url"]
+    as_viewer = {"Authorization": f"Bearer {viewer_link['token']}"}
+    note = httpx.get(f"{world.url}/notes/{note_id}", headers=as_viewer)
+    assert (note.status_code, note.json()["role"]) == (200, "viewer")
+    assert httpx.patch(f"{world.url}/notes/{note_id}", json={"title": "no"},
+                       headers=as_viewer).status_code == 403
+    # One note only: nothing else, no account.
+    other = world.note()
+    assert httpx.get(f"{world.url}/notes/{other}", headers=as_viewer).status_code == 404
+    for method, path, body in (("GET", "/notes", None), ("POST", "/notes", {"title": "x"}),
+                               ("GET", "/auth/me", None), ("GET", "/auth/tokens", None),
+                               ("GET", f"/notes/{note_id}/shares", None),
+                               ("POST", f"/notes/{note_id}/links", {"role": "editor"})):
+        response = httpx.request(method, world.url + path, json=body, headers=as_viewer)
+        assert response.status_code == 403, (method, path, response.text)
+    editor_link = make_link(world, note_id, "editor")
+    as_editor = {"Authorization": f"Bearer {editor_link['token']}"}
+    assert httpx.patch(f"{world.url}/notes/{note_id}", json={"title": "by link"},
+                       headers=as_editor).status_code == 200
+    # Listed for the owner without secrets; stored as hashes.
+    listed = httpx.get(f"{world.url}/notes/{note_id}/links", headers=world.owner.bearer())
+    assert {item["id"]: item["role"] for item in listed.json()["items"]} == {
+        viewer_link["id"]: "viewer", editor_link["id"]: "editor"}
+    assert viewer_link["token"] not in listed.text
+    (row,) = sql("SELECT secret_hash FROM share_links WHERE id = :id", id=viewer_link["id"])
+    assert len(row[0]) == 32
+    # Revoked: it stops working at once.
+    assert httpx.delete(f"{world.url}/notes/{note_id}/links/{viewer_link['id']}",
+                        headers=world.owner.bearer()).status_code == 204
+    assert httpx.get(f"{world.url}/notes/{note_id}", headers=as_viewer).status_code == 401
+    assert httpx.delete(f"{world.url}/notes/{note_id}/links/{viewer_link['id']}",
+                        headers=world.owner.bearer()).status_code == 404
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_only_the_owner_makes_and_sees_links(world: World, caller: str):
+    note_id = world.note()
+    expected = dict(zip(CALLERS, (401, 401, 404, 403, 403, 201), strict=True))[caller]
+    made = httpx.post(f"{world.url}/notes/{note_id}/links", json={"role": "viewer"},
+                      headers=headers_of(world, caller))
+    assert made.status_code == expected, made.text
+    listed = httpx.get(f"{world.url}/notes/{note_id}/links", headers=headers_of(world, caller))
+    assert listed.status_code == (200 if caller == "owner" else expected)

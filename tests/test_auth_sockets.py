@@ -299,3 +299,36 @@ async def test_yjs_handshake_with_a_bad_room_and_no_credentials_is_4401(world: W
     raw = RawYjs(await ws_connect(f"{ws_base}/yjs/not-a-uuid?token={world.owner.token}",
                                   proxy=None))
     assert (await raw.closed())[0] == 4404
+
+
+async def test_share_link_sockets_and_revocation(world: World):
+    note_id = world.note("abc")
+    links = {role: httpx.post(f"{world.url}/notes/{note_id}/links", json={"role": role},
+                              headers=world.owner.bearer()).json() for role in ("viewer", "editor")}
+    viewer = await Raw.open(world.url, note_id, token=links["viewer"]["token"])
+    editor = await Raw.open(world.url, note_id, token=links["editor"]["token"])
+    ws_base = world.url.replace("http://", "ws://")
+    yjs = RawYjs(await ws_connect(yjs_url(ws_base, note_id, token=links["viewer"]["token"]),
+                                  proxy=None))
+    try:
+        await yjs.handshake()
+        await viewer.send({"type": "edit", "rev": viewer.hello["rev"],
+                           "delta": [{"insert": "V"}]})
+        assert (await viewer.next("ack", "error"))["code"] == "forbidden"
+        await editor.send({"type": "edit", "rev": editor.hello["rev"],
+                           "delta": [{"insert": "E"}]})
+        assert (await editor.next("ack"))["type"] == "ack"
+        other = await Raw.open(world.url, world.note(), expect_hello=False,
+                               token=links["editor"]["token"])
+        assert (await other.closed())[0] == 4404  # the link opens its own note only
+        assert httpx.delete(f"{world.url}/notes/{note_id}/links/{links['viewer']['id']}",
+                            headers=world.owner.bearer()).status_code == 204
+        assert (await viewer.closed())[0] == 4401
+        assert (await yjs.closed())[0] == 4401
+        await editor.send({"type": "edit", "rev": editor.hello["rev"] + 1,
+                           "delta": [{"insert": "F"}]})
+        assert (await editor.next("ack"))["type"] == "ack"
+        assert content_of(world, note_id) == "FEabc"
+    finally:
+        for socket in (viewer, editor, yjs):
+            await socket.close()

@@ -23,7 +23,8 @@ OPERATIONS = {
     ("/auth/logout", "post"), ("/auth/me", "get"), ("/auth/tokens", "post"),
     ("/auth/tokens", "get"), ("/auth/tokens/{token_id}", "delete"),
     ("/notes/{note_id}/shares", "get"), ("/notes/{note_id}/shares/{username}", "put"),
-    ("/notes/{note_id}/shares/{username}", "delete"),
+    ("/notes/{note_id}/shares/{username}", "delete"), ("/notes/{note_id}/links", "post"),
+    ("/notes/{note_id}/links", "get"), ("/notes/{note_id}/links/{link_id}", "delete"),
 }
 # The routes registered with ``ctx_public=True`` that the document describes (``/`` and
 # ``/docs/protocol`` are public too, but pages, not API operations).
@@ -35,7 +36,8 @@ PUBLIC = {
 ROLE_CHECKED = {
     ("/notes/{note_id}", "put"), ("/notes/{note_id}", "patch"), ("/notes/{note_id}", "delete"),
     ("/notes/{note_id}/edits", "post"), ("/notes/{note_id}/shares/{username}", "put"),
-    ("/notes/{note_id}/shares/{username}", "delete"),
+    ("/notes/{note_id}/shares/{username}", "delete"), ("/notes/{note_id}/links", "post"),
+    ("/notes/{note_id}/links", "get"), ("/notes/{note_id}/links/{link_id}", "delete"),
 }
 WITHOUT_BODY = {("/auth/logout", "post")}
 BEARER, COOKIE = "bearerAuth", "cookieAuth"
@@ -138,7 +140,8 @@ def test_note_operations_answer_404_and_403_where_the_role_counts(spec):
 
 
 def _example_request(client: httpx.Client, spec: dict, path: str, method: str) -> httpx.Request:
-    values = {"note_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4()), "username": "nobody"}
+    values = {"note_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4()),
+              "link_id": str(uuid.uuid4()), "username": "nobody"}
     url = re.sub(r"\{(\w+)\}", lambda match: values[match[1]], path)
     body = {} if "requestBody" in spec["paths"][path][method] else None
     return client.build_request(method.upper(), url, json=body)

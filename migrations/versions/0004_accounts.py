@@ -1,4 +1,4 @@
-"""Accounts: users, their sessions and API tokens, note owners and shares.
+"""Accounts: users, their sessions and API tokens, note owners, shares and share links.
 
 A note's ``owner_id`` is None when it was created with ``NOTES_AUTH=off`` (or before accounts
 existed); the next account created claims such notes.
@@ -65,6 +65,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("note_id", "user_id", name="pk_shares"),
     )
     op.create_index("ix_shares_user_id", "shares", ["user_id"])
+    op.create_table(
+        "share_links",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("secret_hash", sa.LargeBinary(), nullable=False),
+        _created_at(),
+        sa.Column("note_id", sa.Uuid(), nullable=False),
+        sa.Column("role", sa.Text(), nullable=False),
+        sa.CheckConstraint("role IN ('viewer', 'editor')", name="ck_share_links_role"),
+        sa.ForeignKeyConstraint(["note_id"], ["notes.id"], ondelete="CASCADE",
+                                name="fk_share_links_note_id_notes"),
+        sa.PrimaryKeyConstraint("id", name="pk_share_links"),
+    )
+    op.create_index("ix_share_links_note_id", "share_links", ["note_id"])
     op.add_column("notes", sa.Column("owner_id", sa.Uuid(), nullable=True))
     op.create_foreign_key("fk_notes_owner_id_users", "notes", "users", ["owner_id"], ["id"],
                           ondelete="CASCADE")
@@ -76,5 +89,5 @@ def downgrade() -> None:
     op.drop_index("ix_notes_owner_id_updated_at_id", table_name="notes")
     op.drop_constraint("fk_notes_owner_id_users", "notes", type_="foreignkey")
     op.drop_column("notes", "owner_id")
-    for table in ("shares", "api_tokens", "sessions", "users"):
+    for table in ("share_links", "shares", "api_tokens", "sessions", "users"):
         op.drop_table(table)

@@ -39,6 +39,7 @@ from notes.http.schemas import (
     TokenList,
     UserOut,
 )
+from notes.store.accounts import User
 
 bp = Blueprint("auth")
 
@@ -142,13 +143,30 @@ def require_caller(request: Request) -> Caller:
     return caller
 
 
+def require_user(request: Request) -> User:
+    """The signed-in user: 401 without credentials, 403 for a share link (it opens one note)."""
+    caller = require_caller(request)
+    if caller.user is None:
+        raise Problem(403, "A share link opens its one note; sign in for anything else.",
+                      kind="forbidden")
+    return caller.user
+
+
+async def caller_role(request: Request, caller: Caller, note_id: uuid.UUID) -> Role | None:
+    """The role ``caller`` has on the note: a share link's own, on its note only; a user's
+    from ownership and shares (None: they may not see it)."""
+    if caller.link is not None:
+        return caller.link.role if caller.link.note_id == note_id else None
+    assert caller.user is not None
+    return await request.app.ctx.account_store.role(note_id, caller.user.id)
+
+
 async def role_on(request: Request, note_id: uuid.UUID) -> Role | None:
     """The caller's role on the note (None: they may not see it). With accounts off everyone
     owns everything (the note may still not exist)."""
     if not _settings(request).auth_on:
         return Role.OWNER
-    caller = require_caller(request)
-    return await request.app.ctx.account_store.role(note_id, caller.user.id)
+    return await caller_role(request, require_caller(request), note_id)
 
 
 def not_found() -> Problem:
@@ -199,7 +217,8 @@ async def auth_status(request: Request) -> HTTPResponse:
     settings = _settings(request)
     caller = caller_of(request)
     return json_response({"auth": settings.auth, "signup": settings.signup,
-                          "user": None if caller is None else user_json(caller.user)})
+                          "user": None if caller is None or caller.user is None
+                          else user_json(caller.user)})
 
 
 @bp.post("/auth/signup", ctx_public=True)
@@ -286,7 +305,7 @@ def _credential_ended(credential_id: uuid.UUID) -> AccessChanged:
 @openapi.definition(summary="Who am I?", response=[ok(UserOut), *problems()],
                     tag="accounts")
 async def me(request: Request) -> HTTPResponse:
-    return json_response(user_json(require_caller(request).user))
+    return json_response(user_json(require_user(request)))
 
 
 @bp.post("/auth/tokens")
@@ -300,7 +319,7 @@ async def me(request: Request) -> HTTPResponse:
 async def create_token(request: Request) -> HTTPResponse:
     body = parse_body(request, TokenCreate)
     try:
-        info, issued = await _accounts(request).create_token(require_caller(request).user,
+        info, issued = await _accounts(request).create_token(require_user(request),
                                                              body.name)
     except InvalidAccount as error:
         raise _invalid(error) from None
@@ -315,7 +334,7 @@ def _token_json(info) -> dict:
 @openapi.definition(summary="List my API tokens (without their secrets)",
                     response=[ok(TokenList), *problems()], tag="accounts")
 async def list_tokens(request: Request) -> HTTPResponse:
-    tokens = await request.app.ctx.account_store.tokens(require_caller(request).user.id)
+    tokens = await request.app.ctx.account_store.tokens(require_user(request).id)
     return json_response({"items": [_token_json(info) for info in tokens]})
 
 
@@ -327,8 +346,8 @@ async def list_tokens(request: Request) -> HTTPResponse:
     tag="accounts",
 )
 async def delete_token(request: Request, token_id: uuid.UUID) -> HTTPResponse:
-    caller = require_caller(request)
-    if not await request.app.ctx.account_store.delete_token(caller.user.id, token_id):
+    user = require_user(request)
+    if not await request.app.ctx.account_store.delete_token(user.id, token_id):
         raise Problem(404, "You have no token with this id.", kind="not-found")
     await request.app.ctx.hub.access_changed(_credential_ended(token_id))
     return empty(204)

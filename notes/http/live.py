@@ -22,7 +22,7 @@ from notes.collab.hub import HubClosed
 from notes.collab.room import CLOSE_NOTE_GONE, Codec, Frame, Room
 from notes.collab.session import JSON, Resume, first_edit_ref, handle_frame
 from notes.collab.yjs import CLOSE_INVALID, YJS, YjsRefused, handle_message
-from notes.http.auth import caller_of, origin_allowed
+from notes.http.auth import caller_of, caller_role, origin_allowed
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,7 @@ async def socket_access(request: Request, ws: WebsocketImplProtocol,
         await ws.close(CLOSE_FORBIDDEN, "cross-site socket refused")
         return None
     try:
-        role = None if note_id is None else await request.app.ctx.account_store.role(
-            note_id, caller.user.id)
+        role = None if note_id is None else await caller_role(request, caller, note_id)
     except Exception:
         log.exception("checking access to note %s for a live connection failed", note_id)
         await ws.close(CLOSE_SERVER_ERROR, "server error")
@@ -161,7 +160,8 @@ async def socket_access(request: Request, ws: WebsocketImplProtocol,
     if role is None:
         await ws.close(CLOSE_NOTE_GONE, "note not found")
         return None
-    return Access(caller.user.id, caller.credential_id, role.can_write)
+    return Access(None if caller.user is None else caller.user.id, caller.credential_id,
+                  role.can_write)
 
 
 async def confirm_access(request: Request, note_id: uuid.UUID,
@@ -169,12 +169,15 @@ async def confirm_access(request: Request, note_id: uuid.UUID,
     """Check again once joined: a share revoked or a credential ended while the note loaded
     (the hub acts only on the sockets it already holds) must not be missed."""
     access, caller = connection.access, caller_of(request)
-    if access.user_id is None or caller is None:
+    if caller is None or not request.app.ctx.settings.auth_on:
         return
     store = request.app.ctx.account_store
     try:
-        valid = await store.credential(caller.kind, caller.credential_id) is not None
-        role = await store.role(note_id, access.user_id) if valid else None
+        if caller.kind == "link":
+            valid = await store.link(caller.credential_id) is not None
+        else:
+            valid = await store.credential(caller.kind, caller.credential_id) is not None
+        role = await caller_role(request, caller, note_id) if valid else None
     except Exception:
         log.exception("checking access to note %s again failed", note_id)
         connection.close(CLOSE_SERVER_ERROR, "server error")

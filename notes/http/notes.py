@@ -13,7 +13,7 @@ from sanic_ext.extensions.openapi.definitions import Parameter
 from notes import use_cases
 from notes.collab.document import EditRejected
 from notes.collab.text import text_problem
-from notes.http.auth import authorize, caller_of, not_found
+from notes.http.auth import authorize, not_found, require_user
 from notes.http.bodies import parse_body
 from notes.http.openapi_docs import header, json_body, ok, openapi, problems, query
 from notes.http.problems import Problem
@@ -75,8 +75,7 @@ def _invalid(error: use_cases.InvalidNote) -> Problem:
 async def create_note(request: Request) -> HTTPResponse:
     body = parse_body(request, NoteCreate)
     ctx = _ctx(request)
-    caller = caller_of(request)
-    owner = caller.user if caller is not None and ctx.settings.auth_on else None
+    owner = require_user(request) if ctx.settings.auth_on else None
     try:
         note = await use_cases.create_note(ctx.store, ctx.limits, body.title, body.content,
                                            owner=owner)
@@ -122,11 +121,9 @@ async def list_notes(request: Request) -> HTTPResponse:
 
 def _reader(request: Request) -> uuid.UUID | None:
     """Whose notes a listing shows (None: everyone's, accounts are off)."""
-    caller = caller_of(request)
     if not _ctx(request).settings.auth_on:
         return None
-    assert caller is not None  # the middleware lets nobody else through
-    return caller.user.id
+    return require_user(request).id
 
 
 INT32_MAX = 2**31 - 1

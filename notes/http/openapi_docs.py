@@ -38,7 +38,8 @@ DOCUMENTED_MODELS = (
     schemas.NoteOut, schemas.NotePage, schemas.EditApplied, schemas.EditConflict,
     schemas.Health, schemas.Problem, schemas.Credentials, schemas.UserOut, schemas.AuthStatus,
     schemas.TokenCreate, schemas.TokenOut, schemas.TokenCreated, schemas.TokenList,
-    schemas.ShareRequest, schemas.ShareOut, schemas.ShareList,
+    schemas.ShareRequest, schemas.ShareOut, schemas.ShareList, schemas.LinkCreate,
+    schemas.LinkOut, schemas.LinkCreated, schemas.LinkList,
 )
 
 

@@ -193,3 +193,23 @@ class ShareOut(BaseModel):
 class ShareList(BaseModel):
     owner: str | None = Field(description="The owner's username.")
     items: list[ShareOut]
+
+
+class LinkCreate(_Strict):
+    role: Literal["viewer", "editor"]
+
+
+class LinkOut(BaseModel):
+    id: uuid.UUID
+    role: Literal["viewer", "editor"]
+    created_at: datetime
+
+
+class LinkCreated(LinkOut):
+    token: str = Field(description="The link's secret, shown only this once: a bearer token "
+                       "(`Authorization: Bearer`, `?token=` on a websocket) for this note only.")
+    url: str = Field(description="The page, opening the note with the link.")
+
+
+class LinkList(BaseModel):
+    items: list[LinkOut]

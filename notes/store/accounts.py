@@ -46,6 +46,22 @@ class TokenInfo:
 
 
 @dataclass(frozen=True)
+class LinkInfo:
+    """A share link: whoever holds its secret may use the note with ``role``."""
+
+    id: uuid.UUID
+    note_id: uuid.UUID
+    role: Role
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredLink:
+    info: LinkInfo
+    secret_hash: bytes
+
+
+@dataclass(frozen=True)
 class ShareInfo:
     username: str
     role: Role
@@ -108,10 +124,24 @@ _PUT_SHARE = text(
 )
 _DELETE_SHARE = text("DELETE FROM shares WHERE note_id = :note_id AND user_id = :user_id")
 _COUNT_USERS = text("SELECT count(*) FROM users")
+_CREATE_LINK = text(
+    "INSERT INTO share_links (id, note_id, role, secret_hash)"
+    " VALUES (:id, :note_id, :role, :secret_hash) RETURNING id, note_id, role, created_at"
+)
+_LINK = text("SELECT id, note_id, role, created_at, secret_hash FROM share_links WHERE id = :id")
+_LINKS = text(
+    "SELECT id, note_id, role, created_at FROM share_links WHERE note_id = :note_id"
+    " ORDER BY created_at, id"
+)
+_DELETE_LINK = text("DELETE FROM share_links WHERE id = :id AND note_id = :note_id")
 
 
 def _user(row) -> User:
     return User(row.id, row.username, row.created_at)
+
+
+def _link(row) -> LinkInfo:
+    return LinkInfo(row.id, row.note_id, Role(row.role), row.created_at)
 
 
 class AccountStore:
@@ -214,3 +244,20 @@ class AccountStore:
 
     async def delete_share(self, note_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         return await self._count(_DELETE_SHARE, note_id=note_id, user_id=user_id) > 0
+
+    # --- share links ------------------------------------------------------------------------------
+
+    async def create_link(self, note_id: uuid.UUID, role: Role, credential_id: uuid.UUID,
+                          secret_hash: bytes) -> LinkInfo:
+        return _link(await self._one(_CREATE_LINK, id=credential_id, note_id=note_id,
+                                     role=role.value, secret_hash=secret_hash))
+
+    async def link(self, link_id: uuid.UUID) -> StoredLink | None:
+        row = await self._one(_LINK, id=link_id)
+        return None if row is None else StoredLink(_link(row), row.secret_hash)
+
+    async def links(self, note_id: uuid.UUID) -> list[LinkInfo]:
+        return [_link(row) for row in await self._all(_LINKS, note_id=note_id)]
+
+    async def delete_link(self, note_id: uuid.UUID, link_id: uuid.UUID) -> bool:
+        return await self._count(_DELETE_LINK, id=link_id, note_id=note_id) > 0

@@ -170,3 +170,18 @@ class Share(Base):
     )
 
     __table_args__ = (CheckConstraint("role IN ('viewer', 'editor')", name="ck_shares_role"),)
+
+
+class ShareLink(_Credential, Base):
+    """A link that opens one note, as viewer or editor, to whoever holds it (no account)."""
+
+    __tablename__ = "share_links"
+
+    note_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("notes.id", ondelete="CASCADE", name="fk_share_links_note_id_notes"),
+        nullable=False, index=True,
+    )
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'editor')",
+                                      name="ck_share_links_role"),)
