@@ -31,6 +31,7 @@ from notes.config import Settings
 from notes.http.bodies import parse_body
 from notes.http.openapi_docs import json_body, ok, openapi, problems
 from notes.http.problems import Problem
+from notes.http.public import SAFE_METHODS, SESSION_COOKIE, is_public
 from notes.http.schemas import (
     AuthStatus,
     Credentials,
@@ -43,10 +44,6 @@ from notes.store.accounts import User
 
 bp = Blueprint("auth")
 
-SESSION_COOKIE = "notes_session"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Routes that sanic-ext or ``app.static`` register, public by path.
-PUBLIC_PREFIXES = ("/docs", "/static/", "/swagger")
 
 
 def _accounts(request: Request) -> Accounts:
@@ -66,9 +63,9 @@ def _route_flag(request: Request, name: str) -> bool:
     return route is not None and bool(getattr(route.ctx, name, False))
 
 
-def is_public(request: Request) -> bool:
+def _public(request: Request) -> bool:
     return (request.route is None  # no such route: 404 (or 405) for everyone
-            or _route_flag(request, "public") or request.path.startswith(PUBLIC_PREFIXES))
+            or is_public(request.route, request.path))
 
 
 def is_socket(request: Request) -> bool:
@@ -121,7 +118,7 @@ async def authenticate(request: Request) -> None:
                       kind="cross-site-request")
     if request.method == "OPTIONS":
         return
-    public = is_public(request)
+    public = _public(request)
     if public and not _route_flag(request, "wants_caller"):
         return  # (no database lookup for the page, its assets, health)
     caller, given = await _find_caller(request)

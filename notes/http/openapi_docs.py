@@ -27,6 +27,7 @@ from sanic_ext.extensions.openapi.definitions import (
 )
 
 from notes.http import schemas
+from notes.http.public import SAFE_METHODS, SESSION_COOKIE, is_public
 
 DOCS_PAGE = Path(__file__).with_name("docs_page.html")
 ASSETS_URI = "/docs/assets"
@@ -208,13 +209,10 @@ def secure_operations(app: Sanic) -> None:
     """Describe each documented route's credentials as the middleware applies them: a public
     route's operation gets ``security: []``, any other one the 401 answer; a state-changing one
     may also answer 403 to a cross-site request (before_server_start, once the routes exist)."""
-    from notes.http.auth import PUBLIC_PREFIXES, SAFE_METHODS  # auth imports this module
-
     for route in app.router.routes:
         if getattr(route.extra, "static", False):
             continue
-        public = (bool(getattr(route.ctx, "public", False))
-                  or f"/{route.path}".startswith(PUBLIC_PREFIXES))
+        public = is_public(route, f"/{route.path}")
         for method, operation in _operations(route):
             if operation._exclude:
                 continue
@@ -232,8 +230,6 @@ def secure_operations(app: Sanic) -> None:
 
 def configure_docs(app: Sanic) -> None:
     """Serve the Swagger UI from the swagger-ui-bundle wheel: the docs page works offline."""
-    from notes.http.auth import SESSION_COOKIE  # auth imports this module
-
     app.config.OAS_UI_REDOC = False
     app.config.OAS_UI_SWAGGER = True
     app.config.OAS_UI_DEFAULT = "swagger"
