@@ -254,6 +254,15 @@ class Accounts:
             return None
         return Caller(stored.user, stored.id, kind)
 
+    async def still_valid(self, caller: Caller) -> bool:
+        """Has the credential ``caller`` came with not ended since (deleted, signed out,
+        revoked, expired)?"""
+        if caller.kind == "link":
+            return await self.store.link(caller.credential_id) is not None
+        stored = await self.store.credential(caller.kind, caller.credential_id)
+        return stored is not None and (stored.expires_at is None
+                                       or stored.expires_at > datetime.now(UTC))
+
     async def _follow_link(self, token: str) -> Caller | None:
         parsed = parse_secret(token, LINK_PREFIX)
         if parsed is None:

@@ -45,7 +45,6 @@ from notes.store.accounts import User
 bp = Blueprint("auth")
 
 
-
 def _accounts(request: Request) -> Accounts:
     return request.app.ctx.accounts
 

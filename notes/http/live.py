@@ -171,12 +171,8 @@ async def confirm_access(request: Request, note_id: uuid.UUID,
     access, caller = connection.access, caller_of(request)
     if caller is None or not request.app.ctx.settings.auth_on:
         return
-    store = request.app.ctx.account_store
     try:
-        if caller.kind == "link":
-            valid = await store.link(caller.credential_id) is not None
-        else:
-            valid = await store.credential(caller.kind, caller.credential_id) is not None
+        valid = await request.app.ctx.accounts.still_valid(caller)
         role = await caller_role(request, caller, note_id) if valid else None
     except Exception:
         log.exception("checking access to note %s again failed", note_id)
