@@ -1,6 +1,8 @@
 // The page: list, search and create notes over REST; edit one note live over its websocket.
 // URL scheme: "/" shows the list, "/?note=<id>" opens a note (shareable; back/forward work).
 // With accounts on (GET /auth/status), it signs in first; notes carry the caller's role.
+// "/?note=<id>&link=<token>" is a share link: the note opens with the link's token (kept in
+// sessionStorage, taken out of the address bar), without an account, and nothing else does.
 
 import {
   apply, compose, cpToUtf16, diff, transform, transformCursor, utf16ToCp,
@@ -52,6 +54,17 @@ const els = {
   shareSubmit: $('share-submit'),
   shareError: $('share-error'),
   deleteDialog: $('delete-dialog'),
+  backLink: $('back-link'),
+  linkSignIn: $('link-sign-in'),
+  linkViewer: $('link-viewer'),
+  linkEditor: $('link-editor'),
+  linkCreated: $('link-created'),
+  linkCreatedLabel: $('link-created-label'),
+  linkUrl: $('link-url'),
+  linkCopy: $('link-copy'),
+  linkCopyStatus: $('link-copy-status'),
+  linkList: $('link-list'),
+  linkError: $('link-error'),
 };
 
 const SESSION_ID = randomId(10);
@@ -152,15 +165,19 @@ class ApiError extends Error {
 }
 
 /** Fetch JSON; errors throw ApiError with the problem's `detail`. A 401 outside /auth/ means
- * the session is gone: the page goes back to signing in. */
-async function api(path, { method = 'GET', body } = {}) {
+ * the session is gone: the page goes back to signing in. With `token` (a share link's) the
+ * request carries it as a bearer token instead of the cookie, and a 401 means the link was
+ * revoked. */
+async function api(path, { method = 'GET', body, token = null } = {}) {
   let res;
+  const headers = body === undefined ? { Accept: 'application/json' } : { 'Content-Type': 'application/json', Accept: 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
   try {
     res = await fetch(path, {
       method,
       // always the server's answer: a revalidated (304) copy of a note would carry my role then
       cache: 'no-store',
-      headers: body === undefined ? { Accept: 'application/json' } : { 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
@@ -176,7 +193,8 @@ async function api(path, { method = 'GET', body } = {}) {
     const retry = Number.parseInt(res.headers.get('Retry-After') || '', 10);
     const error = new ApiError(detail || `${res.status} ${res.statusText}`, res.status, data,
       Number.isNaN(retry) ? null : retry);
-    if (res.status === 401 && !path.startsWith('/auth/')) signedOutElsewhere();
+    if (res.status === 401 && token) linkFailed(token);
+    else if (res.status === 401 && !path.startsWith('/auth/')) signedOutElsewhere();
     throw error;
   }
   return data;
@@ -264,10 +282,19 @@ function navigate(id, { replace = false } = {}) {
 }
 
 function route() {
-  if (!account.ready || (account.on && !account.user)) return; // start() or signing in routes
+  if (!account.ready) return; // start() routes
   const id = noteIdFromUrl();
+  const token = account.on && id ? shareLinks.get(id) : null;
+  if (account.on && !account.user) {
+    // signed out: only a note this tab has a share link for opens; anything else signs in first
+    if (!token) {
+      if (els.auth.hidden) showSignIn();
+      return;
+    }
+    if (!els.auth.hidden) showLayout();
+  }
   if (id) {
-    if (!session || session.id !== id) openNote(id);
+    if (!session || session.id !== id) openNote(id, token);
   } else {
     closeNote();
   }
@@ -282,6 +309,48 @@ document.addEventListener('click', (e) => {
   e.preventDefault();
   navigate(a.dataset.noteId || null);
 });
+
+// --- share links: the tokens this tab was given, by note ------------------------------------
+
+/** noteId -> a share link's token, for this tab only: in sessionStorage (a reload keeps the note
+ * open) and in memory (where storage is disabled). A link's token opens its one note. */
+const shareLinks = {
+  KEY: 'notes.links',
+  memory: new Map(),
+  read() {
+    try {
+      const stored = JSON.parse(sessionStorage.getItem(this.KEY) || '{}');
+      if (stored && typeof stored === 'object') {
+        for (const [id, token] of Object.entries(stored)) if (typeof token === 'string') this.memory.set(id, token);
+      }
+    } catch (err) { /* storage disabled or garbled: memory only */ }
+  },
+  get(id) {
+    return this.memory.get(id) || null;
+  },
+  set(id, token) {
+    this.memory.set(id, token);
+    try {
+      sessionStorage.setItem(this.KEY, JSON.stringify(Object.fromEntries(this.memory)));
+    } catch (err) { /* memory only */ }
+  },
+  /** Read `link` from the address (`/?note=ID&link=TOKEN`), keep it, and take it out of the
+   * address bar so that the token does not stay on screen (or in what gets copied from it). */
+  takeFromUrl() {
+    this.read();
+    const params = new URLSearchParams(location.search);
+    if (!params.has('link')) return;
+    const id = params.get('note');
+    const token = (params.get('link') || '').trim();
+    if (id && token) this.set(id, token);
+    history.replaceState({ note: id || null }, '', noteUrl(id) + location.hash);
+  },
+};
+
+/** A request with a link's token answered 401: the link was revoked. */
+function linkFailed(token) {
+  if (session && session.token === token) session.onLinkRevoked();
+}
 
 // --- the list --------------------------------------------------------------------------------
 
@@ -447,6 +516,16 @@ function renderAccount() {
   els.account.hidden = !user;
   els.account.title = user ? `Signed in as ${user.username}` : '';
   els.accountName.textContent = user ? user.username : '';
+  renderLinkMode();
+}
+
+/** A note opened with a share link: no list (the link opens that one note); signed out, a way
+ * to sign in instead; signed in as someone else, the way back to one's own notes. */
+function renderLinkMode() {
+  const viaLink = !!(session && session.token);
+  document.body.classList.toggle('link-mode', viaLink);
+  els.linkSignIn.hidden = !(viaLink && els.auth.hidden && !account.user);
+  els.backLink.hidden = viaLink && !account.user;
 }
 
 function setAuthError(text) {
@@ -474,6 +553,11 @@ function setAuthMode(mode) {
 function showSignIn({ message = '' } = {}) {
   if (account.user) account.previous = account.user.username;
   account.user = null;
+  if (session && session.token) {
+    // a note opened with a share link is nobody's to carry on with after signing in
+    session.destroy();
+    session = null;
+  }
   for (const dialog of [els.shareDialog, els.deleteDialog]) if (dialog.open) dialog.close();
   hideNotice();
   list.seq += 1; // a list request under way belongs to the session that ended
@@ -515,8 +599,8 @@ function signedIn(user) {
   enterApp();
 }
 
-/** Show the notes (signed in, or accounts off). */
-function enterApp() {
+/** The page instead of the sign-in view. */
+function showLayout() {
   els.auth.hidden = true;
   els.layout.hidden = false;
   els.nameField.hidden = false;
@@ -524,8 +608,18 @@ function enterApp() {
   setAuthError('');
   renderAccount();
   if (!session) document.title = 'notes';
-  loadList();
+}
+
+/** Show the notes (signed in, or accounts off; signed out, a note opened with a share link). */
+function enterApp() {
+  showLayout();
+  if (mayList()) loadList();
   route();
+}
+
+/** Is there a list to show? Not for whoever holds only a share link. */
+function mayList() {
+  return !account.on || !!account.user;
 }
 
 els.authSwitch.addEventListener('click', () => {
@@ -667,9 +761,13 @@ function openShareDialog() {
   els.shareRole.value = 'viewer';
   els.shareOwner.textContent = '';
   els.shareList.replaceChildren(el('li', { class: 'share-empty' }, 'Loading…'));
+  hideCreatedLink();
+  setLinkError('');
+  els.linkList.replaceChildren(el('li', { class: 'share-empty' }, 'Loading…'));
   els.shareDialog.showModal();
   els.shareUsername.focus();
   loadShares();
+  loadLinks();
 }
 els.share.addEventListener('click', openShareDialog);
 for (const button of els.shareDialog.querySelectorAll('[data-close]')) {
@@ -677,7 +775,131 @@ for (const button of els.shareDialog.querySelectorAll('[data-close]')) {
 }
 els.shareDialog.addEventListener('close', () => {
   shares.noteId = null;
+  hideCreatedLink(); // a link's address is shown once, not again on the next opening
 });
+
+// Share links: made and revoked here; the address with the token is shown only when made.
+
+const ROLE_TITLE = { viewer: 'Viewer', editor: 'Editor' };
+
+function setLinkError(text) {
+  els.linkError.textContent = text;
+  els.linkError.hidden = !text;
+}
+
+function hideCreatedLink() {
+  els.linkCreated.hidden = true;
+  delete els.linkCreated.dataset.id;
+  delete els.linkCreated.dataset.role;
+  els.linkUrl.value = '';
+  els.linkCopy.textContent = 'Copy';
+  els.linkCopyStatus.textContent = '';
+}
+
+function showCreatedLink(link) {
+  els.linkCreated.dataset.id = link.id;
+  els.linkCreated.dataset.role = link.role;
+  els.linkCreatedLabel.textContent = `New ${link.role} link`;
+  els.linkUrl.value = link.url;
+  els.linkCopy.textContent = 'Copy';
+  els.linkCopyStatus.textContent = '';
+  els.linkCreated.hidden = false;
+  els.linkUrl.focus();
+  els.linkUrl.select();
+}
+
+function linkItem(link) {
+  const role = ROLE_TITLE[link.role] || link.role;
+  const when = relativeTime(link.created_at);
+  const full = link.created_at ? new Date(link.created_at).toLocaleString() : '';
+  const fresh = els.linkCreated.dataset.id === link.id;
+  return el('li', { class: 'share-item link-item', dataset: { id: link.id, role: link.role } },
+    el('span', { class: 'share-name link-role' }, `${role} link`),
+    fresh ? el('span', { class: 'link-fresh' }, 'new') : null,
+    el('time', { class: 'link-time', datetime: link.created_at, title: full }, `created ${when}`),
+    el('button', {
+      class: 'btn small danger', type: 'button', 'aria-label': `Revoke ${link.role} link created ${full || when}`,
+      onclick: (e) => revokeLink(link, e.currentTarget),
+    }, 'Revoke'));
+}
+
+function renderLinks(items) {
+  const rows = items.map(linkItem);
+  if (!rows.length) rows.push(el('li', { class: 'share-empty' }, 'No links yet.'));
+  els.linkList.replaceChildren(...rows);
+}
+
+async function loadLinks() {
+  const id = shares.noteId;
+  if (!id) return;
+  els.linkList.setAttribute('aria-busy', 'true');
+  try {
+    const data = await api(`/notes/${encodeURIComponent(id)}/links`);
+    if (shares.noteId === id) renderLinks(data.items || []);
+  } catch (err) {
+    if (shares.noteId === id) setLinkError(`Could not load the links: ${problemText(err)}`);
+  } finally {
+    els.linkList.removeAttribute('aria-busy');
+  }
+}
+
+async function createLink(role) {
+  const id = shares.noteId;
+  if (!id) return;
+  setLinkError('');
+  els.linkViewer.disabled = true;
+  els.linkEditor.disabled = true;
+  try {
+    const link = await api(`/notes/${encodeURIComponent(id)}/links`, { method: 'POST', body: { role } });
+    if (shares.noteId === id) showCreatedLink(link);
+  } catch (err) {
+    if (shares.noteId === id) setLinkError(`Could not make the link: ${problemText(err)}`);
+  } finally {
+    els.linkViewer.disabled = false;
+    els.linkEditor.disabled = false;
+  }
+  await loadLinks();
+}
+
+async function revokeLink(link, button) {
+  const id = shares.noteId;
+  if (!id) return;
+  setLinkError('');
+  if (button) button.disabled = true;
+  try {
+    await api(`/notes/${encodeURIComponent(id)}/links/${encodeURIComponent(link.id)}`, { method: 'DELETE' });
+    if (els.linkCreated.dataset.id === link.id) hideCreatedLink();
+  } catch (err) {
+    if (shares.noteId === id) setLinkError(`Could not revoke the link: ${problemText(err)}`);
+  }
+  await loadLinks();
+}
+
+async function copyLink() {
+  const url = els.linkUrl.value;
+  if (!url) return;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch (err) {
+    // no clipboard API here (or refused): the selection and the older command
+    els.linkUrl.focus();
+    els.linkUrl.select();
+    try { copied = document.execCommand('copy'); } catch (err2) { copied = false; }
+  }
+  if (els.linkUrl.value !== url) return; // the dialog moved on meanwhile
+  els.linkCopy.textContent = copied ? 'Copied' : 'Copy';
+  els.linkCopyStatus.textContent = copied
+    ? 'Copied to the clipboard.'
+    : 'Could not copy: select the address and copy it yourself.';
+  if (!copied) els.linkUrl.select();
+}
+
+els.linkViewer.addEventListener('click', () => createLink('viewer'));
+els.linkEditor.addEventListener('click', () => createLink('editor'));
+els.linkCopy.addEventListener('click', copyLink);
+els.linkUrl.addEventListener('focus', () => els.linkUrl.select());
 
 els.shareForm.addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -724,8 +946,11 @@ els.deleteDialog.addEventListener('close', async () => {
 /** @type {NoteSession|null} */
 let session = null;
 
+const ROLE_RANK = { viewer: 1, editor: 2, owner: 3 };
+
 class NoteSession {
-  constructor(id) {
+  /** `token`: a share link's for this note (null: the account's cookie, or accounts off). */
+  constructor(id, token = null) {
     this.id = id;
     this.client = new OTClient({ sessionId: SESSION_ID });
     this.lastValue = ''; // what the textarea held after the last sync with the client
@@ -738,11 +963,15 @@ class NoteSession {
     // my role on the note (null: not known yet, read-only until it is) and its owner's name
     this.role = account.on ? (known && known.role) || null : 'owner';
     this.owner = (known && known.owner) || null;
-    this.lost = null; // 'forbidden' | 'unauthorized': the live connection ended for good
+    this.lost = null; // 'forbidden' | 'unauthorized' | 'revoked': the live connection ended for good
+    // Signed in with a link too: whichever of the two does more (my own notes stay mine).
+    this.deciding = !!(token && account.user);
+    this.token = this.deciding ? null : token; // the credential in use: REST Bearer, socket token=
     this.live = new LiveConnection({
       noteId: id,
       name: displayName,
       client: this.client,
+      token: this.token,
       onStatus: (status) => {
         this.connection = status;
         renderStatus();
@@ -762,8 +991,38 @@ class NoteSession {
       c.on('error', (msg) => this.onError(msg)),
       c.on('deleted', () => this.onDeleted()),
     ];
+    if (this.deciding) {
+      this.chooseCredential(token);
+    } else {
+      this.live.start();
+      this.loadAccess();
+    }
+  }
+
+  /** Signed in and holding a link for this note: the account if its role is at least the
+   * link's (the owner opening their own link keeps Share and Delete), else the link. */
+  async chooseCredential(token) {
+    const path = `/notes/${encodeURIComponent(this.id)}`;
+    const [mine, linked] = await Promise.all([
+      api(path).catch(() => null),
+      api(path, { token }).catch((err) => err),
+    ]);
+    if (session !== this) return;
+    this.deciding = false;
+    const linkRole = linked instanceof ApiError ? null : linked.role;
+    if (mine && (!linkRole || (ROLE_RANK[mine.role] || 3) >= ROLE_RANK[linkRole])) {
+      this.setAccess(mine.role || 'owner', mine.owner || null);
+    } else {
+      this.token = token;
+      this.live.token = token;
+      if (linked instanceof ApiError && linked.status === 401) {
+        this.onLinkRevoked();
+        return;
+      }
+      if (linkRole) this.setAccess(linkRole, linked.owner || null);
+      else this.applyAccess();
+    }
     this.live.start();
-    this.loadAccess();
   }
 
   // Access: the role decides whether the editor and the title can be changed.
@@ -791,10 +1050,10 @@ class NoteSession {
 
   /** My role and the owner, from GET /notes/{id} (accounts on; the list's may be stale). */
   async loadAccess() {
-    if (!account.on || this.loadingAccess) return;
+    if (!account.on || this.loadingAccess || this.deciding) return;
     this.loadingAccess = true;
     try {
-      const note = await api(`/notes/${encodeURIComponent(this.id)}`);
+      const note = await api(`/notes/${encodeURIComponent(this.id)}`, { token: this.token });
       if (session === this && !this.lost) this.setAccess(note.role || 'owner', note.owner || null);
     } catch (err) {
       // 404: the socket says so too (4404); otherwise the hello asks again
@@ -804,6 +1063,12 @@ class NoteSession {
   }
 
   onError(msg) {
+    if (msg.code === 'forbidden' && account.on && this.token) {
+      this.setAccess('viewer');
+      showNotice('This link lets you read the note, not change it, so what you typed was not saved.',
+        { sticky: true, kind: 'warning' });
+      return;
+    }
     if (msg.code === 'forbidden' && account.on) {
       // my share became viewer while the note was open: ot.js took back what was refused
       this.setAccess('viewer');
@@ -831,10 +1096,28 @@ class NoteSession {
   /** 4401: signed out (in another tab, say) or the session expired. What is pending is kept and
    * sent once the same user signs in again (resume). */
   onUnauthorized() {
+    if (this.token) {
+      this.onLinkRevoked();
+      return;
+    }
     this.lost = 'unauthorized';
     this.applyAccess();
     renderStatus();
     signedOutElsewhere();
+  }
+
+  /** A share link's 4401 (or a 401 to its token): the owner revoked it. No signing in (the link
+   * was not an account), no reconnecting; what is on screen stays, read only. */
+  onLinkRevoked() {
+    if (this.lost === 'revoked') return;
+    this.lost = 'revoked';
+    this.live.stop();
+    this.applyAccess();
+    els.editor.readOnly = true;
+    els.editor.placeholder = '';
+    renderStatus();
+    showNotice('This link no longer works (it was revoked). Ask the note’s owner for a new one.',
+      { sticky: true, kind: 'warning' });
   }
 
   resume() {
@@ -881,7 +1164,7 @@ class NoteSession {
     if (this.probing) return;
     this.probing = true;
     try {
-      await api(`/notes/${encodeURIComponent(this.id)}`);
+      await api(`/notes/${encodeURIComponent(this.id)}`, { token: this.token });
     } catch (err) {
       if (session === this && this.client.rev === null && (err.status === 404 || err.status === 422)) {
         this.live.stop();
@@ -1064,13 +1347,13 @@ function setEditorValue(text, cursor) {
   ta.scrollTop = scroll;
 }
 
-function openNote(id) {
+function openNote(id, token = null) {
   if (session) {
     if (session.setTitle.pending) session.setTitle.flush(els.title.value);
     session.destroy();
   }
   hideNotice();
-  session = new NoteSession(id);
+  session = new NoteSession(id, token);
   els.welcome.hidden = true;
   els.note.hidden = false;
   document.body.classList.add('has-note');
@@ -1091,7 +1374,8 @@ function closeNote() {
   if (session) {
     session.destroy();
     session = null;
-    loadList(); // pick up what changed while the note was open
+    renderLinkMode();
+    if (mayList()) loadList(); // pick up what changed while the note was open
   }
   hideNotice();
   els.note.hidden = true;
@@ -1138,6 +1422,7 @@ const CONNECTION_TEXT = {
   deleted: 'note deleted',
   forbidden: 'no access',
   unauthorized: 'signed out',
+  revoked: 'link revoked',
 };
 
 function renderStatus() {
@@ -1145,7 +1430,8 @@ function renderStatus() {
   const conn = els.status.querySelector('.conn');
   const save = els.status.querySelector('.save');
   const c = session.client;
-  const state = c.deleted ? 'deleted' : session.connection;
+  let state = c.deleted ? 'deleted' : session.connection;
+  if (!c.deleted && session.lost === 'revoked') state = 'revoked';
   conn.dataset.state = state;
   conn.textContent = CONNECTION_TEXT[state] || state;
   if (state === 'offline' || state === 'reconnecting') {
@@ -1175,19 +1461,26 @@ function renderStatus() {
 function renderAccess() {
   const s = session;
   const role = s ? s.role : null;
-  const gone = !s || s.lost === 'forbidden' || s.client.deleted;
+  const lost = s && (s.lost === 'forbidden' || s.lost === 'revoked');
+  const gone = !s || lost || s.client.deleted;
   const owner = !gone && role === 'owner';
   els.share.hidden = !(owner && account.on);
   els.deleteNote.hidden = !owner;
   const by = s && s.owner ? ` by ${s.owner}` : '';
   let text = '';
   if (s && s.lost === 'forbidden') text = 'No access: this note is no longer shared with you.';
+  else if (s && s.lost === 'revoked') text = 'This link no longer works (it was revoked).';
   else if (gone || !account.on) text = '';
+  else if (s.token && role === 'viewer') text = 'Opened with a share link — viewer (read only)';
+  else if (s.token && role === 'editor') text = 'Opened with a share link — editor';
+  else if (s.token) text = 'Opened with a share link';
   else if (role === 'viewer') text = `Read only — shared with you as viewer${by}.`;
   else if (role === 'editor') text = `Shared with you as editor${by}.`;
   els.access.textContent = text;
   els.access.hidden = !text;
-  els.access.dataset.role = s && s.lost === 'forbidden' ? 'none' : role || '';
+  els.access.dataset.role = lost ? 'none' : role || '';
+  els.access.dataset.link = s && s.token ? 'true' : 'false';
+  renderLinkMode();
 }
 
 // --- presence: peers list and cursors over the editor ----------------------------------------
@@ -1337,6 +1630,10 @@ window.notesApp = {
   get role() {
     return session ? session.role : null;
   },
+  /** Is the open note open with a share link (its token, not my account)? */
+  get viaLink() {
+    return !!(session && session.token);
+  },
   /** {noteId, rev, text, title, pending, connected, status, saved, peers, clientId, editorText} */
   state() {
     if (!session) return { noteId: null, rev: null, text: null, title: null, pending: false, connected: false, status: 'idle', saved: true, peers: [], clientId: null, editorText: null };
@@ -1388,8 +1685,10 @@ window.notesApp = {
 
 // --- start -----------------------------------------------------------------------------------
 
-/** Accounts on or off? Signed in? Then the sign-in view, or the notes as ever. */
+/** Accounts on or off? Signed in? Then the sign-in view, or the notes as ever (or, signed out,
+ * the one note a share link opens). */
 async function start() {
+  shareLinks.takeFromUrl();
   try {
     const status = await api('/auth/status');
     account.on = status.auth === 'on';
@@ -1399,7 +1698,8 @@ async function start() {
     // a server without accounts (or none that answers: the list will say so)
   }
   account.ready = true;
-  if (account.on && !account.user) showSignIn();
+  const id = noteIdFromUrl();
+  if (account.on && !account.user && !(id && shareLinks.get(id))) showSignIn();
   else enterApp();
 }
 

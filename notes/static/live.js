@@ -3,7 +3,7 @@
 // No DOM here either; the WebSocket class can be swapped out (tests, other runtimes).
 
 export const CLOSE_NOTE_GONE = 4404;
-export const CLOSE_UNAUTHENTICATED = 4401; // not signed in, or the session ended
+export const CLOSE_UNAUTHENTICATED = 4401; // not signed in, the session ended, a link revoked
 export const CLOSE_FORBIDDEN = 4403; // access to the note was taken away (or a cross-site page)
 
 // Closes after which trying again cannot help: the status to report instead.
@@ -12,9 +12,12 @@ const FINAL_CLOSES = {
   [CLOSE_FORBIDDEN]: 'forbidden',
 };
 
-export function liveUrl(noteId, name, since, loc = globalThis.location, epoch = null) {
+/** The socket's URL. `token`: a bearer credential (a share link's) for browsers, which cannot set
+ * headers on a websocket; without it the session cookie goes along. */
+export function liveUrl(noteId, name, since, loc = globalThis.location, epoch = null, token = null) {
   const scheme = loc.protocol === 'https:' ? 'wss' : 'ws';
   const params = new URLSearchParams({ name });
+  if (token) params.set('token', token);
   if (since !== null && since !== undefined) {
     params.set('since', String(since));
     // whose revision numbers `since` counts in: another server process has its own
@@ -29,6 +32,7 @@ export class LiveConnection {
    * @param {string} o.noteId
    * @param {string} o.name display name (the `name` query parameter)
    * @param {import('./ot.js').OTClient} o.client
+   * @param {string|null} [o.token] sent as ?token= (a share link's); null: the cookie
    * @param {(status: string, info: object) => void} [o.onStatus]
    *   'connecting' | 'connected' | 'reconnecting' | 'offline' | 'deleted' | 'closed', or after a
    *   close that no retry can help, 'unauthorized' (4401: sign in, then start() again; the
@@ -36,9 +40,9 @@ export class LiveConnection {
    */
   constructor({
     noteId, name, client, onStatus = () => {}, WebSocketImpl = globalThis.WebSocket,
-    url = liveUrl, minDelay = 250, maxDelay = 5000, offlineAfter = 4,
+    url = liveUrl, minDelay = 250, maxDelay = 5000, offlineAfter = 4, token = null,
   }) {
-    Object.assign(this, { noteId, name, client, onStatus, WebSocketImpl, url, minDelay, maxDelay, offlineAfter });
+    Object.assign(this, { noteId, name, client, onStatus, WebSocketImpl, url, minDelay, maxDelay, offlineAfter, token });
     this.ws = null;
     this.status = 'idle';
     this.failures = 0; // consecutive connection attempts that never got a hello
@@ -74,7 +78,7 @@ export class LiveConnection {
     clearTimeout(this.timer);
     this.timer = null;
     if (this.stopped || this.suspended) return;
-    const url = this.url(this.noteId, this.name, this.client.since(), undefined, this.client.epoch);
+    const url = this.url(this.noteId, this.name, this.client.since(), undefined, this.client.epoch, this.token);
     let ws;
     try {
       ws = new this.WebSocketImpl(url);

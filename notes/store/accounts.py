@@ -8,9 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notes.collab.access import Role
+from notes.store.database import Statements
 
 
 class UsernameTaken(Exception):
@@ -144,23 +144,7 @@ def _link(row) -> LinkInfo:
     return LinkInfo(row.id, row.note_id, Role(row.role), row.created_at)
 
 
-class AccountStore:
-    def __init__(self, engine: AsyncEngine):
-        self.engine = engine
-        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    async def _one(self, statement, **params):
-        async with self.reader.connect() as connection:
-            return (await connection.execute(statement, params)).one_or_none()
-
-    async def _all(self, statement, **params) -> list:
-        async with self.reader.connect() as connection:
-            return list((await connection.execute(statement, params)).all())
-
-    async def _count(self, statement, **params) -> int:
-        async with self.reader.connect() as connection:
-            return (await connection.execute(statement, params)).rowcount
-
+class AccountStore(Statements):
     # --- users ------------------------------------------------------------------------------------
 
     async def create_user(self, username: str, password_hash: str) -> User:

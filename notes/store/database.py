@@ -32,3 +32,25 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=False,
         connect_args={"server_settings": {"application_name": "notes"}},
     )
+
+
+class Statements:
+    """A store's way of running one statement: on a pooled connection in autocommit, so that a
+    single statement needs no BEGIN/COMMIT round trips (each statement is its own transaction)."""
+
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _one(self, statement, **params):
+        async with self.reader.connect() as connection:
+            return (await connection.execute(statement, params)).one_or_none()
+
+    async def _all(self, statement, **params) -> list:
+        async with self.reader.connect() as connection:
+            return list((await connection.execute(statement, params)).all())
+
+    async def _count(self, statement, **params) -> int:
+        """The number of rows the statement changed."""
+        async with self.reader.connect() as connection:
+            return (await connection.execute(statement, params)).rowcount

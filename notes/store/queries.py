@@ -27,11 +27,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notes.collab.document import merge_snapshot
 from notes.collab.journal import LogEntry
 from notes.collab.saver import SaveRejected
+from notes.store.database import Statements
 from notes.store.models import SEARCH_CONFIG, Note, NoteUpdate, Share
 
 notes_table = Note.__table__
@@ -232,16 +232,7 @@ def _reason(error: DataError | IntegrityError) -> str:
     return f"{type(cause).__name__}: {message}"[:200]
 
 
-class NoteStore:
-    def __init__(self, engine: AsyncEngine):
-        self.engine = engine
-        # Single statements need no transaction: reads skip BEGIN/ROLLBACK round trips.
-        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    async def _one(self, statement, **params):
-        async with self.reader.connect() as connection:
-            return (await connection.execute(statement, params)).one_or_none()
-
+class NoteStore(Statements):
     async def ping(self) -> None:
         await self._one(_PING)
 
