@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from sanic import Sanic
+from sanic.log import access_logger
 from sanic_ext import Extend
 
 from notes import __version__
@@ -49,6 +51,18 @@ class SanicTasks:
         self.app.purge_tasks()
 
 
+class RedactTokens(logging.Filter):
+    """Keep credentials out of the access log: a socket's ``?token=`` is part of its URL."""
+
+    SECRET = re.compile(r"(?<=[?&]token=)[^&\s]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        if isinstance(request, str) and "token=" in request:
+            record.request = self.SECRET.sub("REDACTED", request)
+        return True
+
+
 def create_app(settings: Settings, name: str = "notes") -> Sanic:
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (the CLI starts the embedded one)")
@@ -59,6 +73,8 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
     app.config.WEBSOCKET_PING_INTERVAL = settings.ws_ping_interval
     app.config.WEBSOCKET_PING_TIMEOUT = settings.ws_ping_timeout
     app.config.ACCESS_LOG = settings.access_log
+    if not any(isinstance(f, RedactTokens) for f in access_logger.filters):
+        access_logger.addFilter(RedactTokens())
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 5.0
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.API_TITLE = "notes"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from conftest import ROOT, TEST_SERVER_ENV, ServerProcess
+from conftest import ROOT, TEST_SERVER_ENV, ServerProcess, wait_until
 
 from notes.accounts import LoginThrottle, Throttled
 
@@ -496,3 +496,17 @@ def test_only_the_owner_makes_and_sees_links(world: World, caller: str):
     assert made.status_code == expected, made.text
     listed = httpx.get(f"{world.url}/notes/{note_id}/links", headers=headers_of(world, caller))
     assert listed.status_code == (200 if caller == "owner" else expected)
+
+
+def test_tokens_in_urls_stay_out_of_the_access_log(database_url: str):
+    server = ServerProcess(database_url, env={"NOTES_AUTH": "on", "NOTES_ACCESS_LOG": "true"},
+                           log_name="access-log").start()
+    try:
+        secret = f"notes_{uuid.uuid4().hex}_s3cr3t-{uuid.uuid4().hex}"
+        assert httpx.get(server.url + f"/health?name=x&token={secret}").status_code == 200
+        assert httpx.get(server.url + "/health?marker=done").status_code == 200
+        wait_until(lambda: "marker=done" in server.log(), 10, message="the access log")
+        assert "token=REDACTED" in server.log()
+        assert secret not in server.log()
+    finally:
+        server.stop()
