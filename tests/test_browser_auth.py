@@ -20,7 +20,15 @@ the test (the database is shared by the whole session). Through the page, as a p
 - the owner deletes a note that a viewer has open;
 - signing out in one tab closes the other tab's socket (4401): it shows the sign-in view, and
   signing in again there carries on with the note;
-- with accounts off (the ``server`` fixture) none of this shows.
+- share links: the owner makes a viewer link in the share dialog (its address shown once, with
+  Copy); someone who never signed in opens it: the note and nothing else (no sign-in, no list, no
+  request the link may not make), labelled, the token out of the address bar but kept for a
+  reload, the owner's edits live, no typing; an editor link lets them type, and the owner sees it
+  live; revoking a link that is open says it no longer works (no sign-in view, no reconnecting,
+  also after a reload); signed in as someone else, the link opens the note beside one's own
+  notes; the owner opening their own link stays the owner;
+- with accounts off (the ``server`` fixture) none of this shows, a ``link`` in the address
+  included.
 
 Waits are conditions (Playwright's ``expect`` and ``wait_for_function``), never sleeps.
 """
@@ -32,6 +40,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from conftest import ARTIFACTS
@@ -500,6 +509,267 @@ def test_signing_out_in_one_tab_signs_out_the_other(people):
     assert content_of(other, note["id"]) == "one two"
 
 
+# --- share links -------------------------------------------------------------------------------
+
+
+LINK_LABEL = {"viewer": "Opened with a share link — viewer (read only)",
+              "editor": "Opened with a share link — editor"}
+REVOKED = "This link no longer works (it was revoked)."
+VIA_LINK = "() => notesApp.viaLink && notesApp.role !== null && notesApp.state().connected"
+
+
+def make_link(owner: Person, role: str):
+    """The owner (the note open) makes a ``role`` link in the share dialog: (the dialog, the
+    link's address as the dialog shows it, once)."""
+    dialog = owner.share_dialog()
+    links = owner.testid("link-list")
+    expect(links.locator(".link-item, .link-empty").first).not_to_have_text("Loading…")
+    before = links.locator(".link-item").count()
+    with owner.page.expect_response(lambda r: r.request.method == "POST"
+                                    and r.url.endswith("/links")) as answer:
+        dialog.get_by_role("button", name=f"Create {role} link").click()
+    assert answer.value.status == 201
+    created = owner.testid("link-created")
+    expect(created).to_be_visible()
+    expect(created).to_have_attribute("data-role", role)
+    expect(created).to_contain_text(f"New {role} link")
+    expect(created).to_contain_text("Shown only now")
+    url = owner.testid("link-url").input_value()
+    note_id = owner.js("() => notesApp.noteId")
+    assert re.fullmatch(re.escape(f"{owner.base}/?note={note_id}&link=noteslink_") + r"\S+",
+                        url), url
+    assert url == answer.value.json()["url"]  # the page's origin is the server's own here
+    expect(links.locator(".link-item")).to_have_count(before + 1)
+    fresh = links.locator(f'.link-item[data-id="{created.get_attribute("data-id")}"]')
+    expect(fresh).to_have_attribute("data-role", role)
+    expect(fresh).to_contain_text(f"{role.title()} link")
+    expect(fresh.locator(".link-fresh")).to_have_text("new")
+    expect(fresh).to_contain_text("created just now")
+    return dialog, url
+
+
+def visit_link(people, name: str, url: str) -> Person:
+    """Someone who never signed in (a context of their own) opens a link's address."""
+    person = people(name)
+    person.page.goto(url)
+    person.wait(VIA_LINK)
+    return person
+
+
+def token_of(url: str) -> str:
+    return parse_qs(urlparse(url).query)["link"][0]
+
+
+def expect_link_view(person: Person, role: str) -> None:
+    """The one note, labelled as opened with a link: no sign-in view, no list, no account."""
+    expect(person.auth).to_be_hidden()
+    expect(person.testid("access")).to_have_text(LINK_LABEL[role])
+    expect(person.testid("note-list")).to_be_hidden()
+    expect(person.testid("new-note")).to_be_hidden()
+    expect(person.testid("account")).to_be_hidden()
+    expect(person.testid("link-sign-in")).to_be_visible()
+    expect(person.page.get_by_role("button", name="Share", exact=True)).to_be_hidden()
+    expect(person.page.get_by_role("button", name="Delete", exact=True)).to_be_hidden()
+    assert person.js("() => notesApp.role") == role
+
+
+def test_a_viewer_link_opens_the_note_without_an_account_read_only(people):
+    ada = people("Ada").sign_up()
+    title = f"Minutes {uid()}"
+    note = ada.create_note(title, "first line")
+    ada.open_note(note["id"])
+    dialog = ada.share_dialog()
+    expect(ada.testid("link-list").locator(".link-empty")).to_have_text("No links yet.")
+    dialog.get_by_role("button", name="Done").click()
+
+    ada.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=ada.base)
+    dialog, url = make_link(ada, "viewer")
+    dialog.get_by_role("button", name="Copy").click()
+    expect(dialog.get_by_role("button", name="Copied")).to_be_visible()
+    assert ada.js("() => navigator.clipboard.readText()") == url
+    screenshot(ada, "link-created")
+    # shown once: closed and opened again, the dialog lists the link without its address
+    dialog.get_by_role("button", name="Done").click()
+    dialog = ada.share_dialog()
+    row = ada.testid("link-list").locator(".link-item")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-role", "viewer")
+    expect(row.locator(".link-fresh")).to_have_count(0)
+    expect(ada.testid("link-created")).to_be_hidden()
+    assert token_of(url) not in ada.page.content()
+    dialog.get_by_role("button", name="Done").click()
+
+    # Cara has no account: the link opens the note, and nothing else is asked for
+    cara = people("Cara")
+    answers: list[tuple[int, str]] = []
+    sockets: list[str] = []
+    cara.page.on("response", lambda r: answers.append((r.status, r.url)))
+    cara.page.on("websocket", lambda ws: sockets.append(ws.url))
+    cara.page.goto(url)
+    cara.wait(VIA_LINK)
+    expect_link_view(cara, "viewer")
+    expect(cara.testid("editor")).to_have_value("first line")
+    expect(cara.testid("title")).to_have_value(title)
+    expect(cara.testid("editor")).not_to_be_editable()
+    expect(cara.testid("title")).not_to_be_editable()
+    # the token left the address bar (kept for this tab), and went on the socket as token=
+    assert cara.page.url == f"{cara.base}/?note={note['id']}"
+    stored = cara.js("() => JSON.parse(sessionStorage.getItem('notes.links'))")
+    assert stored == {note["id"]: {"token": token_of(url), "revoked": False}}
+    assert len(sockets) == 1 and f"token={token_of(url)}" in sockets[0], sockets
+    screenshot(cara, "link-viewer")
+
+    # Ada's typing reaches Cara live; Cara's keystrokes change nothing
+    ada.set_caret(len("first line"))
+    ada.type(" and more")
+    expect(cara.testid("editor")).to_have_value("first line and more")
+    expect(ada.testid("peers")).to_contain_text("Cara")
+    cara.testid("editor").click()
+    cara.page.keyboard.type("zzz")
+    cara.page.keyboard.press("Enter")
+    cara.testid("title").click()
+    cara.page.keyboard.type("hijacked")
+    state = cara.state()
+    assert state["text"] == state["editorText"] == "first line and more", state
+    assert not state["pending"]
+    ada.type("!")
+    expect(cara.testid("editor")).to_have_value("first line and more!")
+    ada.idle()
+    assert content_of(ada, note["id"]) == "first line and more!"
+    expect(cara.testid("title")).to_have_value(title)
+
+    # a reload in the same tab keeps the note open with the link
+    cara.page.reload()
+    cara.wait(VIA_LINK)
+    expect_link_view(cara, "viewer")
+    expect(cara.testid("editor")).to_have_value("first line and more!")
+    refused = [(status, u) for status, u in answers if status in (401, 403)]
+    assert not refused, refused  # no list, no /auth/me, no share list: nothing a link may not
+    assert not cara.errors and not cara.testid("error").is_visible()
+
+    # "Sign in" leaves the link for the sign-in view; Back comes back to the note
+    cara.testid("link-sign-in").click()
+    expect(cara.auth.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert cara.js("() => notesApp.noteId") is None
+    cara.page.go_back()
+    cara.wait(VIA_LINK)
+    expect_link_view(cara, "viewer")
+
+
+def test_an_editor_link_lets_someone_without_an_account_edit_live(people):
+    ada = people("Ada").sign_up()
+    note = ada.create_note(f"Draft {uid()}", "first line")
+    ada.open_note(note["id"])
+    dialog, url = make_link(ada, "editor")
+    dialog.get_by_role("button", name="Done").click()
+
+    dan = visit_link(people, "Dan", url)
+    expect_link_view(dan, "editor")
+    expect(dan.testid("editor")).to_be_editable()
+    expect(dan.testid("editor")).to_have_value("first line")
+    dan.set_caret(0)
+    dan.type("Dan: ")
+    expect(ada.testid("editor")).to_have_value("Dan: first line")
+    expect(ada.testid("peers")).to_contain_text("Dan")
+    dan.idle()
+    assert content_of(ada, note["id"]) == "Dan: first line"
+    # the title too
+    dan.testid("title").fill("Renamed by a link")
+    dan.testid("title").press("Enter")
+    expect(ada.testid("title")).to_have_value("Renamed by a link")
+    # and the other way: Ada's typing reaches Dan
+    ada.set_caret(len("Dan: first line"))
+    ada.type(" (ok)")
+    expect(dan.testid("editor")).to_have_value("Dan: first line (ok)")
+    dan.idle()
+    # a phone's width: still the note alone (no list pane to switch to)
+    dan.page.set_viewport_size({"width": 390, "height": 700})
+    expect(dan.testid("editor")).to_be_visible()
+    expect(dan.testid("note-list")).to_be_hidden()
+    expect(dan.testid("access")).to_have_text(LINK_LABEL["editor"])
+    screenshot(dan, "link-editor")
+    assert not dan.testid("error").is_visible()
+
+
+def test_revoking_a_link_that_is_open_says_it_no_longer_works(people):
+    ada = people("Ada").sign_up()
+    note = ada.create_note(f"Secret {uid()}", "first line")
+    ada.open_note(note["id"])
+    dialog, url = make_link(ada, "editor")
+
+    eve = people("Eve")
+    sockets: list[str] = []
+    eve.page.on("websocket", lambda ws: sockets.append(ws.url))
+    eve.page.goto(url)
+    eve.wait(VIA_LINK)
+    expect_link_view(eve, "editor")
+    expect(eve.testid("editor")).to_be_editable()
+    assert len(sockets) == 1
+
+    # Ada revokes it in the dialog, still open: the address shown goes too
+    dialog.locator(".link-item").get_by_role(
+        "button", name=re.compile(r"^Revoke editor link created ")).click()
+    expect(ada.testid("link-list").locator(".link-empty")).to_have_text("No links yet.")
+    expect(ada.testid("link-created")).to_be_hidden()
+
+    expect(notice(eve)).to_contain_text(REVOKED)
+    expect(eve.testid("access")).to_have_text(REVOKED)
+    expect(eve.testid("status")).to_contain_text("link revoked")
+    expect(eve.testid("editor")).not_to_be_editable()
+    expect(eve.testid("title")).not_to_be_editable()
+    expect(eve.auth).to_be_hidden()  # not the sign-in view: Eve never had an account
+    assert eve.state()["status"] != "connected"
+    # no reconnecting: after a round trip through the server, still the one socket
+    assert eve.context.request.get(
+        f"{eve.base}/notes/{note['id']}",
+        headers={"Authorization": f"Bearer {token_of(url)}"}).status == 401
+    assert len(sockets) == 1, sockets
+    screenshot(eve, "link-revoked")
+
+    # a reload says the same (the REST answer is 401), without a socket or the sign-in view
+    eve.page.reload()
+    eve.wait("() => !!window.notesApp")
+    expect(eve.testid("access")).to_have_text(REVOKED)
+    expect(notice(eve)).to_contain_text(REVOKED)
+    expect(eve.auth).to_be_hidden()
+    assert len(sockets) == 1, sockets
+    assert content_of(ada, note["id"]) == "first line"
+
+
+def test_a_link_opened_while_signed_in(people):
+    ada = people("Ada").sign_up()
+    bob = people("Bob").sign_up()
+    title = f"Agenda {uid()}"
+    note = ada.create_note(title, "first line")
+    mine = bob.create_note(f"Own {uid()}")
+    ada.open_note(note["id"])
+    dialog, url = make_link(ada, "viewer")
+    dialog.get_by_role("button", name="Done").click()
+
+    # Bob, whom it is not shared with, opens it: with the link, his account still there
+    bob.page.goto(url)
+    bob.wait(VIA_LINK)
+    expect(bob.testid("access")).to_have_text(LINK_LABEL["viewer"])
+    expect(bob.testid("editor")).not_to_be_editable()
+    expect(bob.testid("account-name")).to_have_text(bob.username)
+    expect(bob.testid("link-sign-in")).to_be_hidden()
+    expect(bob.testid("note-list")).to_be_hidden()
+    screenshot(bob, "link-signed-in")
+    bob.page.get_by_role("link", name="← All notes").click()  # back to his own notes
+    expect(bob.list_item(mine["title"])).to_be_visible()
+    expect(bob.list_item(title)).to_have_count(0)
+    assert bob.js("() => notesApp.viaLink") is False
+
+    # the owner opening her own link stays the owner (Share and Delete, no link label)
+    ada.page.goto(url)
+    ada.wait_connected(note["id"])
+    ada.wait("() => notesApp.role === 'owner'")
+    assert ada.js("() => notesApp.viaLink") is False
+    expect(ada.testid("access")).to_be_hidden()
+    expect(ada.page.get_by_role("button", name="Share", exact=True)).to_be_visible()
+    expect(ada.list_item(title)).to_be_visible()
+
+
 # --- accounts off ------------------------------------------------------------------------------
 
 
@@ -524,5 +794,34 @@ def test_accounts_off_shows_no_sign_in(browser, server):  # noqa: F811
             "button", name="Delete note").click()
         page.wait_for_function("() => notesApp.noteId === null")
         assert page.get_by_test_id("auth").is_hidden()
+    finally:
+        context.close()
+
+
+def test_accounts_off_ignores_a_link_in_the_address(browser, server):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1100, "height": 700})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        page.goto(server.url + "/")
+        page.wait_for_function("() => window.notesApp && notesApp.account.on === false")
+        page.get_by_test_id("new-note").click()
+        page.wait_for_function("() => notesApp.state().connected")
+        note_id = page.evaluate("() => notesApp.noteId")
+        page.goto(f"{server.url}/?note={note_id}&link=noteslink_{'0' * 32}_whatever")
+        page.wait_for_function("(id) => notesApp.state().connected && notesApp.noteId === id",
+                               arg=note_id)
+        assert page.evaluate("() => [notesApp.role, notesApp.viaLink]") == ["owner", False]
+        for testid in ("auth", "account", "access", "share", "link-sign-in"):
+            assert page.get_by_test_id(testid).is_hidden(), testid
+        assert page.get_by_test_id("note-list").is_visible()  # the list as ever
+        assert page.get_by_test_id("editor").is_editable()
+        assert not any("token=" in url for url in sockets), sockets
+        page.get_by_role("button", name="Delete", exact=True).click()
+        page.get_by_role("dialog", name="Delete this note?").get_by_role(
+            "button", name="Delete note").click()
+        page.wait_for_function("() => notesApp.noteId === null")
     finally:
         context.close()

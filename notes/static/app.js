@@ -312,8 +312,9 @@ document.addEventListener('click', (e) => {
 
 // --- share links: the tokens this tab was given, by note ------------------------------------
 
-/** noteId -> a share link's token, for this tab only: in sessionStorage (a reload keeps the note
- * open) and in memory (where storage is disabled). A link's token opens its one note. */
+/** noteId -> {token, revoked}: the share links this tab was given, in sessionStorage (a reload
+ * keeps the note open) and in memory (where storage is disabled). A link's token opens its one
+ * note; a link found revoked stays so (a reload says so without asking the server again). */
 const shareLinks = {
   KEY: 'notes.links',
   memory: new Map(),
@@ -321,15 +322,22 @@ const shareLinks = {
     try {
       const stored = JSON.parse(sessionStorage.getItem(this.KEY) || '{}');
       if (stored && typeof stored === 'object') {
-        for (const [id, token] of Object.entries(stored)) if (typeof token === 'string') this.memory.set(id, token);
+        for (const [id, link] of Object.entries(stored)) {
+          if (link && typeof link.token === 'string') this.memory.set(id, { token: link.token, revoked: !!link.revoked });
+        }
       }
     } catch (err) { /* storage disabled or garbled: memory only */ }
   },
   get(id) {
-    return this.memory.get(id) || null;
+    const link = this.memory.get(id);
+    return link ? link.token : null;
   },
-  set(id, token) {
-    this.memory.set(id, token);
+  isRevoked(id, token) {
+    const link = this.memory.get(id);
+    return !!(link && link.token === token && link.revoked);
+  },
+  set(id, token, revoked = false) {
+    this.memory.set(id, { token, revoked });
     try {
       sessionStorage.setItem(this.KEY, JSON.stringify(Object.fromEntries(this.memory)));
     } catch (err) { /* memory only */ }
@@ -553,7 +561,7 @@ function setAuthMode(mode) {
 function showSignIn({ message = '' } = {}) {
   if (account.user) account.previous = account.user.username;
   account.user = null;
-  if (session && session.token) {
+  if (session && (session.token || session.deciding)) {
     // a note opened with a share link is nobody's to carry on with after signing in
     session.destroy();
     session = null;
@@ -763,7 +771,7 @@ function openShareDialog() {
   els.shareList.replaceChildren(el('li', { class: 'share-empty' }, 'Loading…'));
   hideCreatedLink();
   setLinkError('');
-  els.linkList.replaceChildren(el('li', { class: 'share-empty' }, 'Loading…'));
+  els.linkList.replaceChildren(el('li', { class: 'link-empty' }, 'Loading…'));
   els.shareDialog.showModal();
   els.shareUsername.focus();
   loadShares();
@@ -796,11 +804,18 @@ function hideCreatedLink() {
   els.linkCopyStatus.textContent = '';
 }
 
-function showCreatedLink(link) {
+/** The address to send: this page's own origin (the one the owner reached it by, https behind a
+ * TLS proxy too) with the link's token; the server's `url` where there is no token. */
+function linkAddress(noteId, link) {
+  if (!link.token) return link.url;
+  return `${location.origin}/?${new URLSearchParams({ note: noteId, link: link.token })}`;
+}
+
+function showCreatedLink(noteId, link) {
   els.linkCreated.dataset.id = link.id;
   els.linkCreated.dataset.role = link.role;
   els.linkCreatedLabel.textContent = `New ${link.role} link`;
-  els.linkUrl.value = link.url;
+  els.linkUrl.value = linkAddress(noteId, link);
   els.linkCopy.textContent = 'Copy';
   els.linkCopyStatus.textContent = '';
   els.linkCreated.hidden = false;
@@ -813,7 +828,7 @@ function linkItem(link) {
   const when = relativeTime(link.created_at);
   const full = link.created_at ? new Date(link.created_at).toLocaleString() : '';
   const fresh = els.linkCreated.dataset.id === link.id;
-  return el('li', { class: 'share-item link-item', dataset: { id: link.id, role: link.role } },
+  return el('li', { class: 'link-item', dataset: { id: link.id, role: link.role } },
     el('span', { class: 'share-name link-role' }, `${role} link`),
     fresh ? el('span', { class: 'link-fresh' }, 'new') : null,
     el('time', { class: 'link-time', datetime: link.created_at, title: full }, `created ${when}`),
@@ -825,7 +840,7 @@ function linkItem(link) {
 
 function renderLinks(items) {
   const rows = items.map(linkItem);
-  if (!rows.length) rows.push(el('li', { class: 'share-empty' }, 'No links yet.'));
+  if (!rows.length) rows.push(el('li', { class: 'link-empty' }, 'No links yet.'));
   els.linkList.replaceChildren(...rows);
 }
 
@@ -851,7 +866,7 @@ async function createLink(role) {
   els.linkEditor.disabled = true;
   try {
     const link = await api(`/notes/${encodeURIComponent(id)}/links`, { method: 'POST', body: { role } });
-    if (shares.noteId === id) showCreatedLink(link);
+    if (shares.noteId === id) showCreatedLink(id, link);
   } catch (err) {
     if (shares.noteId === id) setLinkError(`Could not make the link: ${problemText(err)}`);
   } finally {
@@ -991,8 +1006,16 @@ class NoteSession {
       c.on('error', (msg) => this.onError(msg)),
       c.on('deleted', () => this.onDeleted()),
     ];
+    this.candidate = token;
+  }
+
+  /** Connect (openNote calls this once the page shows the session). */
+  begin() {
+    const token = this.candidate;
     if (this.deciding) {
       this.chooseCredential(token);
+    } else if (token && shareLinks.isRevoked(this.id, token)) {
+      this.onLinkRevoked(); // found so before: not even the note's text again
     } else {
       this.live.start();
       this.loadAccess();
@@ -1111,12 +1134,14 @@ class NoteSession {
   onLinkRevoked() {
     if (this.lost === 'revoked') return;
     this.lost = 'revoked';
+    if (this.token) shareLinks.set(this.id, this.token, true);
     this.live.stop();
     this.applyAccess();
     els.editor.readOnly = true;
     els.editor.placeholder = '';
     renderStatus();
-    showNotice('This link no longer works (it was revoked). Ask the note’s owner for a new one.',
+    const unsent = this.client.pending ? ' What you typed last could not be saved.' : '';
+    showNotice(`This link no longer works (it was revoked). Ask the note’s owner for a new one.${unsent}`,
       { sticky: true, kind: 'warning' });
   }
 
@@ -1368,6 +1393,7 @@ function openNote(id, token = null) {
   renderStatus();
   renderAccess();
   scheduleOverlay();
+  session.begin();
 }
 
 function closeNote() {
@@ -1590,7 +1616,8 @@ function scheduleOverlay() {
 new ResizeObserver(() => scheduleOverlay()).observe(els.editor);
 
 window.addEventListener('beforeunload', (e) => {
-  if (session && session.client.pending && !session.client.deleted) {
+  // (a revoked link's edits can never be sent: nothing to warn about)
+  if (session && session.client.pending && !session.client.deleted && session.lost !== 'revoked') {
     e.preventDefault();
     e.returnValue = ''; // "changes you made may not be saved"
   }
