@@ -39,6 +39,7 @@ class Settings:
     signup: str = "open"  # "closed": accounts come from `notes users add NAME`
     cookie_secure: bool = False  # mark the session cookie Secure (set behind HTTPS)
     allowed_origins: str = ""  # comma-separated origins, besides this server's own, for cookies
+    public_url: str = ""  # how users reach the server (https://notes.example), for share links
     session_days: float = 30.0
     login_attempts: int = 5  # failed sign-ins per username ...
     login_address_attempts: int = 50  # ... and per client address ...

@@ -510,3 +510,18 @@ def test_tokens_in_urls_stay_out_of_the_access_log(database_url: str):
         assert secret not in server.log()
     finally:
         server.stop()
+
+
+def test_share_link_urls_use_the_public_url(database_url: str):
+    server = ServerProcess(database_url, env={"NOTES_AUTH": "on",
+                                              "NOTES_PUBLIC_URL": "https://notes.example/"},
+                           log_name="public-url").start()
+    try:
+        account = sign_up(server.url, "publicurl")
+        note_id = httpx.post(server.url + "/notes", json={"title": "t"},
+                             headers=account.bearer()).json()["id"]
+        link = httpx.post(f"{server.url}/notes/{note_id}/links", json={"role": "viewer"},
+                          headers=account.bearer()).json()
+        assert link["url"].startswith(f"https://notes.example/?note={note_id}&link=")
+    finally:
+        server.stop()

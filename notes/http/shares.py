@@ -143,7 +143,8 @@ async def create_link(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     await authorize(request, note_id, manage=True)
     body = parse_body(request, LinkCreate)
     info, issued = await request.app.ctx.accounts.create_link(note_id, Role(body.role))
-    url = f"{request.scheme}://{request.host}/?{urlencode({'note': note_id, 'link': issued.token})}"
+    base = request.app.ctx.settings.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    url = f"{base}/?{urlencode({'note': note_id, 'link': issued.token})}"
     return json_response({**_link_json(info), "token": issued.token, "url": url}, status=201)
 
 
