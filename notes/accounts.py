@@ -35,6 +35,7 @@ MAX_TOKEN_NAME = 100
 TOKEN_PREFIX = "notes_"  # API tokens and sessions
 LINK_PREFIX = "noteslink_"  # share links
 SECRET_BYTES = 32
+HASHING_AT_ONCE = 2
 
 
 class InvalidAccount(ValueError):
@@ -171,11 +172,15 @@ class Accounts:
         self.store = store
         self.session_lifetime = timedelta(days=session_days)
         self.throttle = throttle or LoginThrottle()
-        self.hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile
+        self.hasher = PasswordHasher()  # argon2id, RFC 9106's low-memory profile (64 MiB)
         self._dummy_hash: str | None = None
+        # Hashes at once, at most: a flood of sign-ins queues instead of taking 64 MiB each.
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
 
     async def _run(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+        """Hash or verify off the event loop."""
+        async with self._hashing:
+            return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
     async def create_user(self, username: str, password: str) -> User:
         """A new account (``UsernameTaken`` if the name is in use). The first one created after
