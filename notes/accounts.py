@@ -253,9 +253,8 @@ class Accounts:
             return None
         credential_id, secret = parsed
         stored = await self.store.credential(kind, credential_id)
-        if stored is None or not hmac.compare_digest(stored.secret_hash, _hash(secret)):
-            return None
-        if stored.expires_at is not None and stored.expires_at <= datetime.now(UTC):
+        if (stored is None or stored.expired
+                or not hmac.compare_digest(stored.secret_hash, _hash(secret))):
             return None
         return Caller(stored.user, stored.id, kind)
 
@@ -265,8 +264,7 @@ class Accounts:
         if caller.kind == "link":
             return await self.store.link(caller.credential_id) is not None
         stored = await self.store.credential(caller.kind, caller.credential_id)
-        return stored is not None and (stored.expires_at is None
-                                       or stored.expires_at > datetime.now(UTC))
+        return stored is not None and not stored.expired
 
     async def _follow_link(self, token: str) -> Caller | None:
         parsed = parse_secret(token, LINK_PREFIX)

@@ -80,6 +80,9 @@ def origin_allowed(request: Request, origin: str | None) -> bool:
     return urlsplit(origin).netloc == request.host or origin in _settings(request).origins
 
 
+NO_CREDENTIALS = "Sign in, or send `Authorization: Bearer TOKEN`."
+
+
 def unauthorized(detail: str, *, invalid_token: bool = False) -> Problem:
     challenge = 'Bearer realm="notes"' + (', error="invalid_token"' if invalid_token else "")
     return Problem(401, detail, kind="unauthorized", headers={"WWW-Authenticate": challenge})
@@ -129,13 +132,13 @@ async def authenticate(request: Request) -> None:
     if given:
         raise unauthorized("The credentials are not valid (wrong, deleted or expired).",
                            invalid_token=True)
-    raise unauthorized("Sign in, or send `Authorization: Bearer TOKEN`.")
+    raise unauthorized(NO_CREDENTIALS)
 
 
 def require_caller(request: Request) -> Caller:
     caller = caller_of(request)
     if caller is None:
-        raise unauthorized("Sign in, or send `Authorization: Bearer TOKEN`.")
+        raise unauthorized(NO_CREDENTIALS)
     return caller
 
 
@@ -146,6 +149,12 @@ def require_user(request: Request) -> User:
         raise Problem(403, "A share link opens its one note; sign in for anything else.",
                       kind="forbidden")
     return caller.user
+
+
+def account_of(request: Request) -> User | None:
+    """The signed-in user a note belongs to when they make it, or whose notes they list; None
+    with accounts off (everyone's notes are everyone's)."""
+    return require_user(request) if _settings(request).auth_on else None
 
 
 async def caller_role(request: Request, caller: Caller, note_id: uuid.UUID) -> Role | None:
@@ -287,14 +296,10 @@ async def logout(request: Request) -> HTTPResponse:
     if cookie:
         ended = await _accounts(request).end_session(cookie)
         if ended is not None:
-            await request.app.ctx.hub.access_changed(_credential_ended(ended))
+            await request.app.ctx.hub.access_changed(AccessChanged(credential_id=ended))
     response = empty(204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
-
-
-def _credential_ended(credential_id: uuid.UUID) -> AccessChanged:
-    return AccessChanged(credential_id=credential_id)
 
 
 @bp.get("/auth/me")
@@ -345,5 +350,5 @@ async def delete_token(request: Request, token_id: uuid.UUID) -> HTTPResponse:
     user = require_user(request)
     if not await request.app.ctx.account_store.delete_token(user.id, token_id):
         raise Problem(404, "You have no token with this id.", kind="not-found")
-    await request.app.ctx.hub.access_changed(_credential_ended(token_id))
+    await request.app.ctx.hub.access_changed(AccessChanged(credential_id=token_id))
     return empty(204)

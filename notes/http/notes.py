@@ -13,9 +13,9 @@ from sanic_ext.extensions.openapi.definitions import Parameter
 from notes import use_cases
 from notes.collab.document import EditRejected
 from notes.collab.text import text_problem
-from notes.http.auth import authorize, not_found, require_user
+from notes.http.auth import account_of, authorize, not_found
 from notes.http.bodies import parse_body
-from notes.http.openapi_docs import header, json_body, ok, openapi, problems, query
+from notes.http.openapi_docs import NOTE_ID, header, json_body, ok, openapi, problems, query
 from notes.http.problems import Problem
 from notes.http.schemas import (
     EditApplied,
@@ -33,8 +33,6 @@ bp = Blueprint("notes")
 
 IF_MATCH = header("If-Match", "Apply only if the note's current ETag is one of these (or `*`).")
 IF_NONE_MATCH = header("If-None-Match", "Answer 304 if the note's ETag is one of these.")
-NOTE_ID = Parameter("note_id", uuid.UUID, location="path",
-                    required=True, description="The note's id.")
 
 
 # A note's representation depends on who asks (their role, which notes a listing holds): shared
@@ -75,7 +73,7 @@ def _invalid(error: use_cases.InvalidNote) -> Problem:
 async def create_note(request: Request) -> HTTPResponse:
     body = parse_body(request, NoteCreate)
     ctx = _ctx(request)
-    owner = require_user(request) if ctx.settings.auth_on else None
+    owner = account_of(request)
     try:
         note = await use_cases.create_note(ctx.store, ctx.limits, body.title, body.content,
                                            owner=owner)
@@ -121,9 +119,8 @@ async def list_notes(request: Request) -> HTTPResponse:
 
 def _reader(request: Request) -> uuid.UUID | None:
     """Whose notes a listing shows (None: everyone's, accounts are off)."""
-    if not _ctx(request).settings.auth_on:
-        return None
-    return require_user(request).id
+    user = account_of(request)
+    return None if user is None else user.id
 
 
 INT32_MAX = 2**31 - 1

@@ -9,6 +9,7 @@ secured in the document by default, as it is in the middleware.
 
 from __future__ import annotations
 
+import uuid
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,10 @@ def register_schemas() -> None:
 
 def header(name: str, description: str) -> Parameter:
     return Parameter(name, str, location="header", description=description)
+
+
+NOTE_ID = Parameter("note_id", uuid.UUID, location="path", required=True,
+                    description="The note's id.")
 
 
 def query(name: str, kind: type, description: str) -> Parameter:

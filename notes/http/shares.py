@@ -14,7 +14,7 @@ from sanic_ext.extensions.openapi.definitions import Parameter
 from notes.collab.access import AccessChanged, Role
 from notes.http.auth import authorize, require_user
 from notes.http.bodies import parse_body
-from notes.http.openapi_docs import json_body, ok, openapi, problems
+from notes.http.openapi_docs import NOTE_ID, json_body, ok, openapi, problems
 from notes.http.problems import Problem
 from notes.http.schemas import (
     LinkCreate,
@@ -28,8 +28,6 @@ from notes.store.accounts import AccountStore, LinkInfo, User
 
 bp = Blueprint("shares")
 
-NOTE_ID = Parameter("note_id", uuid.UUID, location="path", required=True,
-                    description="The note's id.")
 USERNAME = Parameter("username", str, location="path", required=True,
                      description="Whom the note is shared with.")
 
@@ -91,11 +89,9 @@ async def put_share(request: Request, note_id: uuid.UUID, username: str) -> HTTP
     body = parse_body(request, ShareRequest)
     user = await _user_to_share_with(request, note_id, username)
     role = Role(body.role)
-    created = await _store(request).put_share(note_id, user.id, role)
+    share, created = await _store(request).put_share(note_id, user, role)
     await request.app.ctx.hub.access_changed(AccessChanged(note_id=note_id, user_id=user.id,
                                                            role=role))
-    shares = {share.username: share for share in await _store(request).shares(note_id)}
-    share = shares[user.username]
     return json_response(_share_json(share.username, share.role, share.created_at),
                          status=201 if created else 200)
 

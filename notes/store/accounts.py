@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,10 @@ class StoredCredential:
     user: User
     secret_hash: bytes
     expires_at: datetime | None  # sessions only
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,9 @@ _SHARES = text(
 _PUT_SHARE = text(
     "INSERT INTO shares (note_id, user_id, role) VALUES (:note_id, :user_id, :role)"
     " ON CONFLICT (note_id, user_id) DO UPDATE SET role = EXCLUDED.role"
-    " RETURNING (xmax = 0) AS created"
+    " RETURNING (xmax = 0) AS created, role, created_at"
 )
 _DELETE_SHARE = text("DELETE FROM shares WHERE note_id = :note_id AND user_id = :user_id")
-_COUNT_USERS = text("SELECT count(*) FROM users")
 _CREATE_LINK = text(
     "INSERT INTO share_links (id, note_id, role, secret_hash)"
     " VALUES (:id, :note_id, :role, :secret_hash) RETURNING id, note_id, role, created_at"
@@ -166,10 +169,6 @@ class AccountStore(Statements):
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
         await self._count(_SET_PASSWORD_HASH, id=user_id, password_hash=password_hash)
-
-    async def count_users(self) -> int:
-        row = await self._one(_COUNT_USERS)
-        return int(row[0])
 
     # --- sessions and tokens ----------------------------------------------------------------------
 
@@ -221,10 +220,11 @@ class AccountStore(Statements):
         return [ShareInfo(row.username, Role(row.role), row.created_at)
                 for row in await self._all(_SHARES, note_id=note_id)]
 
-    async def put_share(self, note_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> bool:
-        """Give the user ``role`` on the note; True if the share is new."""
-        row = await self._one(_PUT_SHARE, note_id=note_id, user_id=user_id, role=role.value)
-        return bool(row.created)
+    async def put_share(self, note_id: uuid.UUID, user: User, role: Role
+                        ) -> tuple[ShareInfo, bool]:
+        """Give the user ``role`` on the note: the share, and whether it is new."""
+        row = await self._one(_PUT_SHARE, note_id=note_id, user_id=user.id, role=role.value)
+        return ShareInfo(user.username, Role(row.role), row.created_at), bool(row.created)
 
     async def delete_share(self, note_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         return await self._count(_DELETE_SHARE, note_id=note_id, user_id=user_id) > 0
