@@ -10,11 +10,12 @@ from sanic import Sanic
 from sanic.log import access_logger
 from sanic_ext import Extend
 
-from notes import __version__
+from notes import __version__, history
 from notes.accounts import Accounts, LoginThrottle
 from notes.collab.hub import Hub, HubLimits
 from notes.config import Settings
 from notes.http import auth, live, notes, shares, site
+from notes.http import history as history_routes
 from notes.http.openapi_docs import configure_docs, openapi
 from notes.http.problems import handle_exception
 from notes.http.site import STATIC_DIR
@@ -32,6 +33,9 @@ websocket (`ws://HOST/notes/{id}/live`, see the [live editing protocol](/docs/pr
 clients read and write it here. Errors are `application/problem+json` (RFC 9457).
 [Open the editor](/).
 """
+
+
+TRASH_TASK = "notes.trash"
 
 
 class SanicTasks:
@@ -87,6 +91,7 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
     app.blueprint(auth.bp)
     app.blueprint(notes.bp)
     app.blueprint(shares.bp)
+    app.blueprint(history_routes.bp)
     app.blueprint(live.bp)
     openapi.exclude(bp=live.bp)  # a websocket, described in the protocol document instead
     app.blueprint(site.bp)
@@ -130,6 +135,9 @@ async def _open_resources(app: Sanic) -> None:
         durable=settings.durability == "log",
     )
     await app.ctx.hub.start()
+    app.add_task(history.purge_trash_forever(app.ctx.store, trash_days=settings.trash_days,
+                                             interval=settings.trash_purge_interval),
+                 name=TRASH_TASK)
 
 
 async def _flush_and_close(app: Sanic) -> None:

@@ -44,6 +44,8 @@ class Settings:
     login_attempts: int = 5  # failed sign-ins per username ...
     login_address_attempts: int = 50  # ... and per client address ...
     login_window: float = 300.0  # ... within this many seconds, then 429
+    trash_days: float = 30.0  # a trashed note is deleted for good after this many days
+    trash_purge_interval: float = 3600.0  # seconds between two purges of the trash
 
     @property
     def auth_on(self) -> bool:

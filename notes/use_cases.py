@@ -123,7 +123,10 @@ async def create_note(store: NoteStore, limits: NoteLimits, title: str, content:
                       owner: User | None = None) -> StoredNote:
     """``owner`` None: nobody's (accounts are off; the next account created claims it)."""
     _check_fields(limits, title, content)
-    note = await store.create(title, content, None if owner is None else owner.id)
+    if owner is None:
+        note = await store.create(title, content)
+    else:
+        note = await store.create(title, content, owner.id, [owner.username])
     return replace(note, role=Role.OWNER.value)
 
 
@@ -148,8 +151,9 @@ async def list_notes(store: NoteStore, hub: Hub, limits: NoteLimits, *, query: s
 
 async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: uuid.UUID, *,
                       title: str | None, content: str | None, if_match: str | None,
-                      role: Role | None = None) -> StoredNote:
-    """PUT/PATCH: applied to the live document (a minimal diff for content) and saved at once."""
+                      role: Role | None = None, author: str | None = None) -> StoredNote:
+    """PUT/PATCH: applied to the live document (a minimal diff for content) and saved at once
+    (a new version, by ``author``, if anything changed)."""
     _check_fields(limits, title, content)
     room = await hub.acquire(note_id)
     if room is None:
@@ -159,9 +163,9 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
                 if_match, etag_of(room.title, room.content, role)):
             raise PreconditionFailed(note_id)
         if content is not None:
-            room.replace_content(content)
+            room.replace_content(content, author=author)
         if title is not None:
-            room.set_title(title)
+            room.set_title(title, author=author)
         try:
             stored = await hub.flush(room)
         except SaveRejected as refusal:
@@ -180,11 +184,16 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
 
 async def delete_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
                       if_match: str | None, role: Role | None = None) -> None:
+    """DELETE: the note goes to the trash, saved first (with its history it can come back);
+    its live sockets are told and closed."""
     if if_match is not None:
         current = await read_note(store, hub, note_id, role=role)
         if not etag_matches(if_match, etag_of(current.title, current.content, role)):
             raise PreconditionFailed(note_id)
-    if not await store.delete(note_id):
+    room = hub.get(note_id)
+    if room is not None:
+        await hub.flush(room)
+    if not await store.trash(note_id):
         raise NoteNotFound(note_id)
     await hub.note_deleted(note_id)
 

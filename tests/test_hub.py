@@ -66,7 +66,7 @@ class FakeStore:
         note = SimpleNamespace(title=row.title, content=row.content, rev=row.rev)
         return SimpleNamespace(note=note, yjs_state=row.yjs_state, log=[], refs=[])
 
-    async def save(self, note_id, *, rev, merge):
+    async def save(self, note_id, *, rev, merge, authors=()):
         loop = asyncio.get_running_loop()
         self.attempts.append(loop.time())
         if self.gate is not None:

@@ -37,6 +37,7 @@ class Access:
     user_id: uuid.UUID | None = None
     credential_id: uuid.UUID | None = None
     can_write: bool = True
+    username: str | None = None  # the account's name: the author of its changes in versions
 
 
 @dataclass(frozen=True)

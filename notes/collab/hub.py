@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -42,7 +42,8 @@ class DocumentStore(Protocol):
         """None, or an object with ``note`` (title, content, rev), ``yjs_state`` (the snapshot),
         ``log`` (the updates stored since, in order) and ``refs`` (of both)."""
 
-    async def save(self, note_id: uuid.UUID, *, rev: int, merge: Any) -> Any:
+    async def save(self, note_id: uuid.UUID, *, rev: int, merge: Any,
+                   authors: Sequence[str] = ()) -> Any:
         """Compact: store ``merge(stored_state, content, title, log)`` (a Yjs state, content and
         title) as the snapshot and drop the log merged; None when the note no longer exists.
         Raises ``SaveRejected`` when the database refuses the state for good."""

@@ -102,6 +102,9 @@ class Room:
         self.saved_changes = document.changes
         self.saved_title = document.title
         self.first_unsaved: float | None = None  # monotonic time of the oldest unsaved change
+        # Who changed the note since the last save (the next version's authors), each with the
+        # number of the document's last change they made.
+        self.authors: dict[str, int] = {}
         self.last_change: float | None = None
         self.deleted = False
 
@@ -132,6 +135,7 @@ class Room:
         stored; later changes are not."""
         self.saved_changes = changes
         self.saved_title = title
+        self.authors = {name: last for name, last in self.authors.items() if last > changes}
         # Changes made while the save ran are at most as old as its snapshot.
         self.first_unsaved = snapshot_time if self.dirty else None
         self.emit(Saved(rev))
@@ -140,6 +144,14 @@ class Room:
         """Something loaded into the room still needs saving (a log tail to compact)."""
         self.saved_changes = -1
         self.first_unsaved = self.last_change = time.monotonic()
+
+    def credit(self, origin: Member | None, author: str | None = None) -> None:
+        """Count the change just made as ``author``'s (else the origin's: its account's name,
+        or the name it gave) for the next version."""
+        if author is None and origin is not None:
+            author = origin.access.username or origin.name
+        if author:
+            self.authors[author] = self.document.changes
 
     # --- events --------------------------------------------------------------------------------
 
@@ -254,7 +266,8 @@ class Room:
     # --- changes -------------------------------------------------------------------------------
 
     def apply_edit(
-        self, base_rev: int, delta: object, *, origin: Member | None = None, ref: Any = None
+        self, base_rev: int, delta: object, *, origin: Member | None = None, ref: Any = None,
+        author: str | None = None,
     ) -> Revision:
         """Transform and apply one edit (JSON protocol, REST); everyone hears of it once."""
         revision, duplicate = self.document.apply_edit(
@@ -268,22 +281,26 @@ class Room:
                 if stored is not None:
                     stored.add_done_callback(self._release)
             return revision
+        self.credit(origin, author)
         self._revision_applied(event, origin, self._store(event.update, ref))
         return revision
 
-    def replace_content(self, content: str) -> Revision | None:
+    def replace_content(self, content: str, *, author: str | None = None) -> Revision | None:
         """A REST write: apply the smallest diff to the live text; concurrent typing survives."""
         revision = self.document.replace_text(content)
         if revision is not None:
+            self.credit(None, author)
             event = self._event_of(revision)
             self._revision_applied(event, None, self._store(event.update))
         return revision
 
-    def set_title(self, title: str, *, origin: Member | None = None) -> None:
+    def set_title(self, title: str, *, origin: Member | None = None,
+                  author: str | None = None) -> None:
         problem = field_problem(title, self.max_title)
         if problem:
             raise BadTitle(f"the title: {problem[1]}")
         if self.document.set_title(title):
+            self.credit(origin, author)
             update = self.document.last_update
             self.emit(TitleChanged(title, update, origin.id if origin else None), origin,
                       self._store(update))
@@ -299,6 +316,7 @@ class Room:
         applied = self.document.apply_update(update, client=origin_id)
         if not applied.changed:
             return
+        self.credit(origin)
         title = self.document.title
         repaired = storable(title, self.max_title) if applied.title_changed else title
         # (a Yjs client's update goes on at once: see the class)

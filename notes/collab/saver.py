@@ -73,7 +73,8 @@ class Saver:
             changes, rev, title = room.document.changes, room.rev, room.title
             snapshot_time = time.monotonic()
             try:
-                stored = await self.save(room.note_id, rev=rev, merge=self._merge_with(room))
+                stored = await self.save(room.note_id, rev=rev, merge=self._merge_with(room),
+                                         authors=sorted(room.authors))
             except SaveRejected as refusal:
                 self._recover(room, refusal)
                 raise

@@ -160,8 +160,9 @@ async def socket_access(request: Request, ws: WebsocketImplProtocol,
     if role is None:
         await ws.close(CLOSE_NOTE_GONE, "note not found")
         return None
-    return Access(None if caller.user is None else caller.user.id, caller.credential_id,
-                  role.can_write)
+    user = caller.user
+    return Access(None if user is None else user.id, caller.credential_id, role.can_write,
+                  None if user is None else user.username)
 
 
 async def confirm_access(request: Request, note_id: uuid.UUID,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import quote
 
 from pydantic import BaseModel
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, empty
+from sanic.response import HTTPResponse, empty, raw
 from sanic.response import json as json_response
-from sanic_ext.extensions.openapi.definitions import Parameter
+from sanic_ext.extensions.openapi.definitions import Parameter, Response
 
 from notes import use_cases
 from notes.collab.document import EditRejected
@@ -100,7 +101,7 @@ async def create_note(request: Request) -> HTTPResponse:
 async def list_notes(request: Request) -> HTTPResponse:
     ctx = _ctx(request)
     args = request.get_args(keep_blank_values=True)
-    limit = _limit(args.get("limit"), ctx.limits.max_page_size)
+    limit = page_limit(args.get("limit"), ctx.limits.max_page_size)
     search = request.args.get("q")
     if search and text_problem(search):
         raise Problem(422, f"`q`: {text_problem(search)}.", kind="validation-error",
@@ -126,7 +127,7 @@ def _reader(request: Request) -> uuid.UUID | None:
 INT32_MAX = 2**31 - 1
 
 
-def _limit(raw: str | None, maximum: int) -> int | None:
+def page_limit(raw: str | None, maximum: int) -> int | None:
     if raw is None:
         return None
     try:
@@ -140,13 +141,50 @@ def _limit(raw: str | None, maximum: int) -> int | None:
     return min(limit, maximum)
 
 
+# What ``GET /notes/{id}`` can answer: the note as JSON (the default), or its content itself.
+JSON_TYPE = "application/json"
+DOWNLOADS = {"text/markdown": ".md", "text/plain": ".txt"}
+
+
+def _wanted_type(request: Request) -> str:
+    """The best of JSON, Markdown and plain text for the request's ``Accept`` (JSON when it
+    accepts none of them: the API's default)."""
+    if not request.headers.get("accept"):
+        return JSON_TYPE
+    match = request.accept.match(JSON_TYPE, *DOWNLOADS)
+    return str(match) if match else JSON_TYPE
+
+
+TEXT = {"schema": {"type": "string"}}
+NOTE_OR_CONTENT = Response(
+    {**ok(NoteOut).fields["content"], **{media_type: TEXT for media_type in DOWNLOADS}},
+    status=200, description="The note; with `Accept: text/markdown` or `text/plain`, its content.")
+
+
+def download_name(title: str, extension: str) -> str:
+    """A safe file name for a note: its title's letters, digits, spaces and dashes."""
+    kept = "".join(char if char.isalnum() or char in " -_" else " " for char in title)
+    return (" ".join(kept.split())[:80] or "note") + extension
+
+
+def _content_response(note: StoredNote, media_type: str, etag: str) -> HTTPResponse:
+    name = download_name(note.title, DOWNLOADS[media_type])
+    ascii_name = name.encode("ascii", "replace").decode().replace("?", "_")
+    disposition = (f'attachment; filename="{ascii_name}"; '
+                   f"filename*=UTF-8''{quote(name, safe='')}")
+    return raw(note.content.encode(), content_type=f"{media_type}; charset=utf-8",
+               headers={"Content-Disposition": disposition, "ETag": etag, **PER_CALLER,
+                        "Vary": PER_CALLER["Vary"] + ", Accept"})
+
+
 @bp.get("/notes/<note_id:uuid>")
 @openapi.definition(
     summary="Read a note",
     description="The live text when the note is open for editing. Conditional with "
-    "`If-None-Match`.",
+    "`If-None-Match`. With `Accept: text/markdown` or `text/plain`, the content itself as a "
+    "download (`Content-Disposition: attachment`).",
     parameter=[NOTE_ID, IF_NONE_MATCH],
-    response=[ok(NoteOut), ok(None, 304, "Not modified."), *problems(note="read")],
+    response=[NOTE_OR_CONTENT, ok(None, 304, "Not modified."), *problems(note="read")],
     tag="notes",
 )
 async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
@@ -156,11 +194,16 @@ async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
         note = await use_cases.read_note(ctx.store, ctx.hub, note_id, role=role)
     except use_cases.NoteNotFound:
         raise not_found() from None
+    media_type = _wanted_type(request)
     etag = use_cases.etag_of(note.title, note.content, note.role)
+    if media_type != JSON_TYPE:  # (another representation: another validator)
+        etag = etag[:-1] + DOWNLOADS[media_type] + '"'
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and use_cases.etag_matches(if_none_match, etag, weak=True):
         return empty(304, headers={"ETag": etag, **PER_CALLER})
-    return note_response(note)
+    if media_type != JSON_TYPE:
+        return _content_response(note, media_type, etag)
+    return note_response(note, headers={"Vary": PER_CALLER["Vary"] + ", Accept"})
 
 
 async def _update(request: Request, note_id: uuid.UUID, model: type[BaseModel]) -> HTTPResponse:

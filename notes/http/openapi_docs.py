@@ -41,7 +41,9 @@ DOCUMENTED_MODELS = (
     schemas.Health, schemas.Problem, schemas.Credentials, schemas.UserOut, schemas.AuthStatus,
     schemas.TokenCreate, schemas.TokenOut, schemas.TokenCreated, schemas.TokenList,
     schemas.ShareRequest, schemas.ShareOut, schemas.ShareList, schemas.LinkCreate,
-    schemas.LinkOut, schemas.LinkCreated, schemas.LinkList,
+    schemas.LinkOut, schemas.LinkCreated, schemas.LinkList, schemas.VersionOut,
+    schemas.VersionDetail, schemas.VersionPage, schemas.VersionLabel, schemas.VersionDiffOut,
+    schemas.TrashedNoteOut, schemas.TrashPage,
 )
 
 

@@ -88,6 +88,63 @@ class NotePage(BaseModel):
     )
 
 
+class VersionOut(BaseModel):
+    id: int = Field(description="The version's id (larger: newer).")
+    created_at: datetime = Field(description="When the save that recorded it happened.")
+    rev: int = Field(description="The live-editing revision it was saved at.")
+    title: str
+    length: int = Field(description="Code points in its content.")
+    authors: list[str] = Field(description="Who changed the note since the version before "
+                               "(usernames; live clients' names with accounts off).")
+    label: str | None = Field(description="Its name (named versions are kept forever).")
+
+
+class VersionDetail(VersionOut):
+    content: str
+
+
+class VersionPage(BaseModel):
+    items: list[VersionOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null at the end.")
+
+
+class VersionLabel(_Strict):
+    label: str = Field(min_length=1, max_length=100, description="The version's name.",
+                       json_schema_extra=STORABLE)
+
+
+class TitleChange(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class VersionDiffOut(BaseModel):
+    from_: int = Field(alias="from", description="The version the changes start from.")
+    to: int | None = Field(description="The version they lead to (null: the current text).")
+    title: TitleChange
+    delta: list[dict[str, Any]] = Field(
+        description="The changes as a delta of the live protocol (code points): applied to "
+                    "version `from`'s content it gives the target's.")
+    unified: str = Field(description="The same changes as a unified diff of lines.")
+
+
+class TrashedNoteOut(BaseModel):
+    id: uuid.UUID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime = Field(description="When it was moved to the trash.")
+    purge_at: datetime = Field(description="When it will be deleted for good "
+                               "(NOTES_TRASH_DAYS after `deleted_at`).")
+
+
+class TrashPage(BaseModel):
+    items: list[TrashedNoteOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end.")
+
+
 class EditApplied(BaseModel):
     rev: int
     epoch: str

@@ -110,7 +110,7 @@ _DELETE_TOKEN = text("DELETE FROM api_tokens WHERE id = :id AND user_id = :user_
 _ROLE = text(
     "SELECT CASE WHEN n.owner_id = :user_id THEN 'owner' ELSE s.role END AS role"
     " FROM notes n LEFT JOIN shares s ON s.note_id = n.id AND s.user_id = :user_id"
-    " WHERE n.id = :note_id"
+    " WHERE n.id = :note_id AND n.deleted_at IS NULL"  # (a trashed note is nobody's to see)
 )
 _OWNER = text(
     "SELECT u.id, u.username, u.created_at FROM notes n JOIN users u ON u.id = n.owner_id"
@@ -131,7 +131,11 @@ _CREATE_LINK = text(
     "INSERT INTO share_links (id, note_id, role, secret_hash)"
     " VALUES (:id, :note_id, :role, :secret_hash) RETURNING id, note_id, role, created_at"
 )
-_LINK = text("SELECT id, note_id, role, created_at, secret_hash FROM share_links WHERE id = :id")
+# (a link to a trashed note opens nothing until the note is restored)
+_LINK = text(
+    "SELECT l.id, l.note_id, l.role, l.created_at, l.secret_hash FROM share_links l"
+    " JOIN notes n ON n.id = l.note_id AND n.deleted_at IS NULL WHERE l.id = :id"
+)
 _LINKS = text(
     "SELECT id, note_id, role, created_at FROM share_links WHERE note_id = :note_id"
     " ORDER BY created_at, id"

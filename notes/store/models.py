@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
 # Only the first SEARCH_PREFIX code points of title and content are indexed for full-text search:
@@ -69,6 +69,8 @@ class Note(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
+    # Set while the note is in its owner's trash (hidden from every note route).
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     # Full-text search document, kept by PostgreSQL itself (a stored generated column).
     search_vector: Mapped[str] = deferred(
@@ -79,6 +81,7 @@ class Note(Base):
         Index("ix_notes_updated_at_id", "updated_at", "id"),
         Index("ix_notes_search_vector", "search_vector", postgresql_using="gin"),
         Index("ix_notes_owner_id_updated_at_id", "owner_id", "updated_at", "id"),
+        Index("ix_notes_deleted_at", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     )
 
 
@@ -99,6 +102,30 @@ class NoteUpdate(Base):
     )
 
     __table_args__ = (Index("ix_note_updates_note_id_id", "note_id", "id"),)
+
+
+class NoteVersion(Base):
+    """A note's title and content as one save left them (see ``notes.collab.versions``)."""
+
+    __tablename__ = "note_versions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    note_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("notes.id", ondelete="CASCADE", name="fk_note_versions_note_id_notes"),
+        nullable=False,
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    rev: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    # Who changed the note since the version before (usernames, or live clients' names).
+    authors: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False,
+                                               server_default="{}")
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)  # named: kept forever
+
+    __table_args__ = (Index("ix_note_versions_note_id_id", "note_id", "id"),)
 
 
 # --- accounts ------------------------------------------------------------------------------------

@@ -31,12 +31,14 @@ from sqlalchemy.exc import DataError, IntegrityError
 from notes.collab.document import merge_snapshot
 from notes.collab.journal import LogEntry
 from notes.collab.saver import SaveRejected
+from notes.collab.versions import THINNING, VersionAge, versions_to_drop
 from notes.store.database import Statements
-from notes.store.models import SEARCH_CONFIG, Note, NoteUpdate, Share
+from notes.store.models import SEARCH_CONFIG, Note, NoteUpdate, NoteVersion, Share
 
 notes_table = Note.__table__
 log_table = NoteUpdate.__table__
 shares_table = Share.__table__
+versions_table = NoteVersion.__table__
 KEPT_REFS = 1000  # refs of compacted updates kept with the snapshot
 
 # A merge of the snapshot with the replica being saved: (stored Yjs state, content, title, the
@@ -82,6 +84,31 @@ class LiveState:
 
 
 @dataclass(frozen=True)
+class StoredVersion:
+    """A note's text as one save left it (``content`` only when asked for)."""
+
+    id: int
+    note_id: uuid.UUID
+    created_at: datetime
+    rev: int
+    title: str
+    length: int  # code points of the content
+    authors: list[str]
+    label: str | None
+    content: str | None = None
+
+
+@dataclass(frozen=True)
+class TrashedNote:
+    id: uuid.UUID
+    title: str
+    owner_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime
+
+
+@dataclass(frozen=True)
 class PageKey:
     """Where a page of the newest-updated-first listing starts (keyset pagination)."""
 
@@ -91,6 +118,16 @@ class PageKey:
 
 def _stored(row) -> StoredNote:
     return StoredNote(**{column.name: row._mapping[column.name] for column in _PUBLIC_COLUMNS})
+
+
+def _version(row) -> StoredVersion:
+    return StoredVersion(row.id, row.note_id, row.created_at, row.rev, row.title, row.length,
+                         list(row.authors), row.label, getattr(row, "content", None))
+
+
+def _trashed(row) -> TrashedNote:
+    return TrashedNote(row.id, row.title, row.owner_id, row.created_at, row.updated_at,
+                       row.deleted_at)
 
 
 def _listed(row) -> StoredNote:
@@ -115,7 +152,7 @@ def _listing(*, search: bool, paged: bool, reader: bool):
         )
     else:
         statement = select(*_PUBLIC_COLUMNS, literal("owner").label("role"))
-    statement = statement.order_by(
+    statement = statement.where(notes_table.c.deleted_at.is_(None)).order_by(
         notes_table.c.updated_at.desc(), notes_table.c.id.desc()
     ).limit(bindparam("limit"))
     if search:
@@ -135,6 +172,8 @@ def _listing(*, search: bool, paged: bool, reader: bool):
 # database round trip.
 # Bound names differ from column names: insert/update reserve those.
 _BY_ID = notes_table.c.id == bindparam("note_id")
+# A note in the trash is not found by any note route (its row, log and history stay).
+_LIVE_BY_ID = and_(_BY_ID, notes_table.c.deleted_at.is_(None))
 _PING = text("SELECT 1")
 _CREATE = (
     insert(notes_table)
@@ -143,7 +182,8 @@ _CREATE = (
     .returning(*_PUBLIC_COLUMNS)
 )
 _LOG_OF_NOTE = log_table.c.note_id == notes_table.c.id
-_GET = select(*_PUBLIC_COLUMNS, exists().where(_LOG_OF_NOTE).label("has_log")).where(_BY_ID)
+_GET = select(*_PUBLIC_COLUMNS, exists().where(_LOG_OF_NOTE).label("has_log")).where(
+    _LIVE_BY_ID)
 # One statement, so one snapshot: a compaction between reading the row and its log cannot hide
 # updates from both.
 _LOAD_LIVE = select(
@@ -152,7 +192,7 @@ _LOAD_LIVE = select(
     .where(_LOG_OF_NOTE).scalar_subquery().label("log"),
     select(func.array_agg(aggregate_order_by(log_table.c.ref, log_table.c.id)))
     .where(_LOG_OF_NOTE, log_table.c.ref.is_not(None)).scalar_subquery().label("log_refs"),
-).where(_BY_ID)
+).where(_LIVE_BY_ID)
 _LOCK_SNAPSHOT = (
     select(notes_table.c.yjs_state, notes_table.c.content, notes_table.c.title,
            notes_table.c.refs)
@@ -189,7 +229,67 @@ _SAVE = (
     )
     .returning(*_PUBLIC_COLUMNS)
 )
+# --- versions and the trash ---------------------------------------------------------------------
+
+_VERSION_FIELDS = ("id, note_id, created_at, rev, title, char_length(content) AS length, authors,"
+                   " label")
+_RECORD_VERSION = text(
+    "INSERT INTO note_versions (note_id, created_at, rev, title, content, authors, label)"
+    " VALUES (:note_id, clock_timestamp(), :rev, :title, :content, :authors, :label)"
+    f" RETURNING {_VERSION_FIELDS}"
+).bindparams(bindparam("authors", type_=versions_table.c.authors.type))
+# The versions the thinning policy looks at: the newest, and those older than its first tier.
+_AGING_VERSIONS = text(
+    "SELECT id, created_at, label IS NOT NULL AS named FROM note_versions"
+    " WHERE note_id = :note_id AND (created_at < clock_timestamp() - make_interval(secs => :age)"
+    " OR id = (SELECT max(id) FROM note_versions WHERE note_id = :note_id))"
+)
+_NOW = text("SELECT clock_timestamp()")
+_DROP_VERSIONS = text("DELETE FROM note_versions WHERE id = ANY(CAST(:ids AS bigint[]))")
+_NOTE_IS_LIVE = text("SELECT EXISTS (SELECT 1 FROM notes WHERE id = :note_id"
+                     " AND deleted_at IS NULL)")
+_LIST_VERSIONS = text(
+    f"SELECT {_VERSION_FIELDS} FROM note_versions WHERE note_id = :note_id"
+    " AND (CAST(:before AS bigint) IS NULL OR id < :before) ORDER BY id DESC LIMIT :limit"
+)
+_READ_VERSION = text(
+    f"SELECT {_VERSION_FIELDS}, content FROM note_versions v WHERE id = :version_id"
+    " AND note_id = :note_id"
+    " AND EXISTS (SELECT 1 FROM notes WHERE id = v.note_id AND deleted_at IS NULL)"
+)
+# Naming the current text: the newest version if it holds the current text and has no name yet,
+# else a new version.
+_NEWEST_VERSION = text(
+    f"SELECT {_VERSION_FIELDS}, content FROM note_versions WHERE note_id = :note_id"
+    " ORDER BY id DESC LIMIT 1"
+)
+_LABEL_VERSION = text(
+    f"UPDATE note_versions SET label = :label WHERE id = :version_id RETURNING {_VERSION_FIELDS}"
+)
+_TRASH = text("UPDATE notes SET deleted_at = clock_timestamp()"
+              " WHERE id = :note_id AND deleted_at IS NULL")
+_TRASHED_FIELDS = "id, title, owner_id, created_at, updated_at, deleted_at"
+_TRASHED = text(f"SELECT {_TRASHED_FIELDS} FROM notes WHERE id = :note_id"
+                " AND deleted_at IS NOT NULL")
+_LIST_TRASH = text(
+    f"SELECT {_TRASHED_FIELDS} FROM notes WHERE deleted_at IS NOT NULL"
+    " AND (CAST(:owner_id AS uuid) IS NULL OR owner_id = :owner_id)"
+    " AND (CAST(:after_deleted_at AS timestamptz) IS NULL"
+    "      OR (deleted_at, id) < (:after_deleted_at, CAST(:after_id AS uuid)))"
+    " ORDER BY deleted_at DESC, id DESC LIMIT :limit"
+)
+_UNTRASH = (
+    update(notes_table)
+    .where(_BY_ID, notes_table.c.deleted_at.is_not(None))
+    .values(deleted_at=None)
+    .returning(*_PUBLIC_COLUMNS)
+)
+_DELETE_TRASHED = text("DELETE FROM notes WHERE id = :note_id AND deleted_at IS NOT NULL")
 _DELETE = delete(notes_table).where(_BY_ID)
+_PURGE_TRASH = text(
+    "DELETE FROM notes WHERE deleted_at < clock_timestamp() - make_interval(secs => :age)"
+    " RETURNING id"
+)
 
 
 # Notifications in the order given (volatile functions are evaluated after the sort).
@@ -236,10 +336,16 @@ class NoteStore(Statements):
     async def ping(self) -> None:
         await self._one(_PING)
 
-    async def create(self, title: str, content: str, owner_id: uuid.UUID | None = None
-                     ) -> StoredNote:
-        row = await self._one(_CREATE, new_id=uuid.uuid4(), new_title=title, new_content=content,
-                              new_owner_id=owner_id)
+    async def create(self, title: str, content: str, owner_id: uuid.UUID | None = None,
+                     authors: Sequence[str] = ()) -> StoredNote:
+        """A new note, with its text as its first version."""
+        async with self.engine.begin() as connection:
+            row = (await connection.execute(_CREATE, {
+                "new_id": uuid.uuid4(), "new_title": title, "new_content": content,
+                "new_owner_id": owner_id})).one()
+            await connection.execute(_RECORD_VERSION, {
+                "note_id": row.id, "rev": row.rev, "title": title, "content": content,
+                "authors": list(authors), "label": None})
         return _stored(row)
 
     async def get(self, note_id: uuid.UUID) -> StoredNote | None:
@@ -284,10 +390,15 @@ class NoteStore(Statements):
         *,
         rev: int | None,
         merge: Merge,
+        authors: Sequence[str] = (),
     ) -> StoredNote | None:
         """Compact: store ``merge`` of the snapshot, its log and the replica as the new snapshot
         and drop the log rows merged, in one transaction; None if the note is gone. ``rev``
         None keeps the stored one.
+
+        A save that changes the title or the content records a version (by ``authors``, who
+        changed it since the last save) and thins the note's older versions
+        (``notes.collab.versions``), in the same transaction.
 
         The snapshot row is locked while merging, so two processes saving at once each merge
         what the other stored: text is never reverted.
@@ -311,6 +422,11 @@ class NoteStore(Statements):
                 })).one()
                 if log:
                     await connection.execute(_DROP_LOG, {"ids": [entry.id for entry in log]})
+                if (title, content) != (stored.title, stored.content):
+                    await connection.execute(_RECORD_VERSION, {
+                        "note_id": note_id, "rev": row.rev, "title": title, "content": content,
+                        "authors": list(authors), "label": None})
+                    await _thin_versions(connection, note_id)
         except (DataError, IntegrityError) as error:
             raise SaveRejected(_reason(error)) from None
         return _stored(row)
@@ -359,5 +475,88 @@ class NoteStore(Statements):
         return bool(row[0])
 
     async def delete(self, note_id: uuid.UUID) -> bool:
+        """Delete the note for good, with its history (trashed or not)."""
         async with self.reader.connect() as connection:
             return (await connection.execute(_DELETE, {"note_id": note_id})).rowcount > 0
+
+    # --- versions -------------------------------------------------------------------------------
+
+    async def is_live(self, note_id: uuid.UUID) -> bool:
+        """Does the note exist, outside the trash?"""
+        return bool((await self._one(_NOTE_IS_LIVE, note_id=note_id))[0])
+
+    async def versions(self, note_id: uuid.UUID, *, limit: int, before: int | None = None
+                       ) -> list[StoredVersion]:
+        """The note's versions, newest first (``before``: older than that version id)."""
+        rows = await self._all(_LIST_VERSIONS, note_id=note_id, limit=limit, before=before)
+        return [_version(row) for row in rows]
+
+    async def version(self, note_id: uuid.UUID, version_id: int) -> StoredVersion | None:
+        """One version of a note outside the trash, with its content."""
+        row = await self._one(_READ_VERSION, note_id=note_id, version_id=version_id)
+        return None if row is None else _version(row)
+
+    async def name_version(self, note: StoredNote, label: str,
+                           authors: Sequence[str] = ()) -> StoredVersion:
+        """Name ``note``'s text (as just read): its newest version if that holds the same text
+        and no name yet, else a new version holding it."""
+        async with self.engine.begin() as connection:
+            newest = (await connection.execute(_NEWEST_VERSION, {"note_id": note.id})
+                      ).one_or_none()
+            if (newest is not None and newest.label is None
+                    and (newest.title, newest.content) == (note.title, note.content)):
+                row = (await connection.execute(_LABEL_VERSION, {
+                    "version_id": newest.id, "label": label})).one()
+            else:
+                row = (await connection.execute(_RECORD_VERSION, {
+                    "note_id": note.id, "rev": note.rev, "title": note.title,
+                    "content": note.content, "authors": list(authors), "label": label})).one()
+        return _version(row)
+
+    # --- the trash ------------------------------------------------------------------------------
+
+    async def trash(self, note_id: uuid.UUID) -> bool:
+        """Move the note to the trash (False: no such note outside it)."""
+        async with self.reader.connect() as connection:
+            return (await connection.execute(_TRASH, {"note_id": note_id})).rowcount > 0
+
+    async def trashed(self, note_id: uuid.UUID) -> TrashedNote | None:
+        row = await self._one(_TRASHED, note_id=note_id)
+        return None if row is None else _trashed(row)
+
+    async def list_trash(self, *, owner_id: uuid.UUID | None, limit: int,
+                         after: PageKey | None = None) -> list[TrashedNote]:
+        """Trashed notes, the most recently trashed first (``owner_id`` None: everyone's);
+        ``after`` pages by (deleted_at, id)."""
+        rows = await self._all(
+            _LIST_TRASH, owner_id=owner_id, limit=limit,
+            after_deleted_at=None if after is None else after.updated_at,
+            after_id=None if after is None else after.id)
+        return [_trashed(row) for row in rows]
+
+    async def untrash(self, note_id: uuid.UUID) -> StoredNote | None:
+        """Bring a trashed note back (None: it is not in the trash)."""
+        async with self.reader.connect() as connection:
+            row = (await connection.execute(_UNTRASH, {"note_id": note_id})).one_or_none()
+        return None if row is None else _stored(row)
+
+    async def delete_trashed(self, note_id: uuid.UUID) -> bool:
+        async with self.reader.connect() as connection:
+            return (await connection.execute(_DELETE_TRASHED, {"note_id": note_id})).rowcount > 0
+
+    async def purge_trash(self, age: float) -> list[uuid.UUID]:
+        """Delete for good the notes trashed more than ``age`` seconds ago."""
+        return [row.id for row in await self._all(_PURGE_TRASH, age=age)]
+
+
+async def _thin_versions(connection, note_id: uuid.UUID) -> None:
+    """Drop the versions the thinning policy no longer keeps (see ``notes.collab.versions``)."""
+    first = THINNING[0].until
+    age = 0.0 if first is None else first.total_seconds()
+    rows = (await connection.execute(_AGING_VERSIONS, {"note_id": note_id, "age": age})).all()
+    if len(rows) < 2:
+        return
+    now = (await connection.execute(_NOW)).scalar_one()
+    drop = versions_to_drop([VersionAge(row.id, row.created_at, row.named) for row in rows], now)
+    if drop:
+        await connection.execute(_DROP_VERSIONS, {"ids": sorted(drop)})
