@@ -199,7 +199,8 @@ async def delete_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
 
 
 async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list,
-                          epoch: str | None = None) -> tuple[Revision, str]:
+                          epoch: str | None = None, *, author: str | None = None
+                          ) -> tuple[Revision, str]:
     """``POST /notes/{id}/edits``: one edit with the socket's semantics (transform, broadcast);
     the revision and the epoch it counts in. ``rev`` of another numbering (``epoch``) is 409."""
     room = await hub.acquire(note_id)
@@ -211,7 +212,7 @@ async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list,
             raise EditTooOld(room.rev, room.content, current,
                              "the edit's revision counts in another process's numbering")
         try:
-            revision = room.apply_edit(rev, delta)
+            revision = room.apply_edit(rev, delta, author=author)
         except StaleRevision as stale:
             raise EditTooOld(room.rev, room.content, current) from stale
         await room.stored()  # answered once stored (NOTES_DURABILITY=log)

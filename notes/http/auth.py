@@ -157,6 +157,15 @@ def account_of(request: Request) -> User | None:
     return require_user(request) if _settings(request).auth_on else None
 
 
+def author_of(request: Request) -> str | None:
+    """Who a change made by this request is credited to in the note's versions (None: nobody
+    known, accounts are off)."""
+    caller = caller_of(request)
+    if caller is None:
+        return None
+    return caller.user.username if caller.user is not None else "(share link)"
+
+
 async def caller_role(request: Request, caller: Caller, note_id: uuid.UUID) -> Role | None:
     """The role ``caller`` has on the note: a share link's own, on its note only; a user's
     from ownership and shares (None: they may not see it)."""

@@ -11,7 +11,7 @@ from sanic.response import json as json_response
 from sanic_ext.extensions.openapi.definitions import Parameter
 
 from notes import history, use_cases
-from notes.http.auth import account_of, authorize, caller_of, not_found
+from notes.http.auth import account_of, author_of, authorize, not_found
 from notes.http.bodies import parse_body
 from notes.http.notes import PER_CALLER, note_response, page_limit
 from notes.http.openapi_docs import NOTE_ID, json_body, ok, openapi, problems, query
@@ -42,14 +42,6 @@ IN_TRASH = "No such note in your trash."
 
 def _ctx(request: Request):
     return request.app.ctx
-
-
-def author_of(request: Request) -> str | None:
-    """Who a change made by this request is credited to in the versions."""
-    caller = caller_of(request)
-    if caller is None:
-        return None
-    return caller.user.username if caller.user is not None else "(share link)"
 
 
 def version_json(version: StoredVersion, *, content: bool = False) -> dict:

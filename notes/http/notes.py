@@ -14,7 +14,7 @@ from sanic_ext.extensions.openapi.definitions import Parameter, Response
 from notes import use_cases
 from notes.collab.document import EditRejected
 from notes.collab.text import text_problem
-from notes.http.auth import account_of, authorize, not_found
+from notes.http.auth import account_of, author_of, authorize, not_found
 from notes.http.bodies import parse_body
 from notes.http.openapi_docs import NOTE_ID, header, json_body, ok, openapi, problems, query
 from notes.http.problems import Problem
@@ -217,7 +217,7 @@ async def _update(request: Request, note_id: uuid.UUID, model: type[BaseModel]) 
     try:
         note = await use_cases.update_note(
             ctx.store, ctx.hub, ctx.limits, note_id, title=title, content=content,
-            if_match=request.headers.get("if-match"), role=role,
+            if_match=request.headers.get("if-match"), role=role, author=author_of(request),
         )
     except use_cases.NoteNotFound:
         raise not_found() from None
@@ -294,8 +294,9 @@ async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     await authorize(request, note_id, write=True)
     body = parse_body(request, EditRequest)
     try:
-        revision, epoch = await use_cases.apply_http_edit(_ctx(request).hub, note_id, body.rev,
-                                                          body.delta_ops(), body.epoch)
+        revision, epoch = await use_cases.apply_http_edit(
+            _ctx(request).hub, note_id, body.rev, body.delta_ops(), body.epoch,
+            author=author_of(request))
     except use_cases.NoteNotFound:
         raise not_found() from None
     except use_cases.EditTooOld as stale:
