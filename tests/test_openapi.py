@@ -25,6 +25,11 @@ OPERATIONS = {
     ("/notes/{note_id}/shares", "get"), ("/notes/{note_id}/shares/{username}", "put"),
     ("/notes/{note_id}/shares/{username}", "delete"), ("/notes/{note_id}/links", "post"),
     ("/notes/{note_id}/links", "get"), ("/notes/{note_id}/links/{link_id}", "delete"),
+    ("/notes/{note_id}/versions", "get"), ("/notes/{note_id}/versions", "post"),
+    ("/notes/{note_id}/versions/{version_id}", "get"),
+    ("/notes/{note_id}/versions/{version_id}/diff", "get"),
+    ("/notes/{note_id}/versions/{version_id}/restore", "post"), ("/trash", "get"),
+    ("/trash/{note_id}/restore", "post"), ("/trash/{note_id}", "delete"),
 }
 # The routes registered with ``ctx_public=True`` that the document describes (``/`` and
 # ``/docs/protocol`` are public too, but pages, not API operations).
@@ -38,8 +43,12 @@ ROLE_CHECKED = {
     ("/notes/{note_id}/edits", "post"), ("/notes/{note_id}/shares/{username}", "put"),
     ("/notes/{note_id}/shares/{username}", "delete"), ("/notes/{note_id}/links", "post"),
     ("/notes/{note_id}/links", "get"), ("/notes/{note_id}/links/{link_id}", "delete"),
+    ("/notes/{note_id}/versions", "post"), ("/notes/{note_id}/versions/{version_id}/restore",
+                                            "post"),
 }
-WITHOUT_BODY = {("/auth/logout", "post")}
+WITHOUT_BODY = {("/auth/logout", "post"),
+                ("/notes/{note_id}/versions/{version_id}/restore", "post"),
+                ("/trash/{note_id}/restore", "post")}
 BEARER, COOKIE = "bearerAuth", "cookieAuth"
 
 
@@ -141,7 +150,7 @@ def test_note_operations_answer_404_and_403_where_the_role_counts(spec):
 
 def _example_request(client: httpx.Client, spec: dict, path: str, method: str) -> httpx.Request:
     values = {"note_id": str(uuid.uuid4()), "token_id": str(uuid.uuid4()),
-              "link_id": str(uuid.uuid4()), "username": "nobody"}
+              "link_id": str(uuid.uuid4()), "username": "nobody", "version_id": "1"}
     url = re.sub(r"\{(\w+)\}", lambda match: values[match[1]], path)
     body = {} if "requestBody" in spec["paths"][path][method] else None
     return client.build_request(method.upper(), url, json=body)
