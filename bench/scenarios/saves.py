@@ -186,6 +186,7 @@ def run_phase(cluster: h.Cluster, name: str, env: dict, count: int, rate: float,
         server.stop()
     # A clean shutdown flushes whatever is left.
     rows = dict(h.sql(db, "SELECT id::text, content FROM notes"))
+    history = version_history(db)
     stored_ok = all(rows[nid_id] == texts[nid] for nid, nid_id in ids)
     ack, save = array("q"), array("q")
     for part in typed:
@@ -209,7 +210,18 @@ def run_phase(cluster: h.Cluster, name: str, env: dict, count: int, rate: float,
         "others_cores": round(max(0.0, busy - cpu["cores"] - lcpu["cores"]), 2),
         "live_ok": live_ok, "stored_ok": stored_ok,
         "stored_within_s_of_close": {"notes": stored_on_close, "of": count, "seconds": wait},
+        "versions": history,
     }
+
+
+def version_history(db: str) -> dict | None:
+    """What the version history holds after the phase (None: a server without one): versions
+    and the bytes of the table (TOAST and indexes included)."""
+    if h.sql(db, "SELECT to_regclass('note_versions')")[0][0] is None:
+        return None
+    count, size = h.sql(db, "SELECT count(*), pg_total_relation_size('note_versions')"
+                            " FROM note_versions")[0]
+    return {"count": count, "bytes": size}
 
 
 def run(cluster: h.Cluster, quick: bool) -> dict:
@@ -227,7 +239,8 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
               f"({p['writes_per_1000_edits']} per 1000), ack p50 "
               f"{h.fmt_ms(p['edit_ack_ms']['p50'])} p99 {h.fmt_ms(p['edit_ack_ms']['p99'])} ms, "
               f"save p99 {h.fmt_ms(p['save_latency_ms']['p99'])} ms, server cpu "
-              f"{p['server_cpu']['cores']}, others {p['others_cores_attempts']}", flush=True)
+              f"{p['server_cpu']['cores']}, others {p['others_cores_attempts']}, versions "
+              f"{p['versions']}", flush=True)
     saving = phases[1]
     windows = math.ceil(seconds / debounce)
     return {
