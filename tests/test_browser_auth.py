@@ -13,11 +13,11 @@ the test (the database is shared by the whole session). Through the page, as a p
   (a read-only label, the text and the title unchanged); the dialog's errors (no such user, the
   owner themselves);
 - the owner changes the share to editor: the other person, reopening the note, edits it; an
-  editor sees no Share or Delete;
+  editor sees no Share or Move to trash;
 - a share downgraded to viewer while the note is open: the next edit is refused (``forbidden``),
   the page takes it back and turns read-only;
 - a share revoked while the note is open (4403): a clear message, and no reconnecting;
-- the owner deletes a note that a viewer has open;
+- the owner moves a note that a viewer has open to the trash;
 - signing out in one tab closes the other tab's socket (4401): it shows the sign-in view, and
   signing in again there carries on with the note;
 - share links: the owner makes a viewer link in the share dialog (its address shown once, with
@@ -189,7 +189,7 @@ def expect_read_only(person: Person, owner: Person) -> None:
     expect(person.testid("editor")).not_to_be_editable()
     expect(person.testid("title")).not_to_be_editable()
     expect(person.page.get_by_role("button", name="Share", exact=True)).to_be_hidden()
-    expect(person.page.get_by_role("button", name="Delete", exact=True)).to_be_hidden()
+    expect(person.page.get_by_role("button", name="Move to trash", exact=True)).to_be_hidden()
 
 
 def notice(person: Person):
@@ -228,10 +228,10 @@ def test_sign_up_create_a_note_and_see_it_listed(people):
     expect(item).to_be_visible()
     expect(item).to_have_attribute("data-role", "owner")
     expect(item.locator(".note-badge")).to_have_count(0)  # my own note: no "shared" badge
-    # an owner's note: writable, Share and Delete offered, no read-only label
+    # an owner's note: writable, Share and Move to trash offered, no read-only label
     expect(ada.testid("access")).to_be_hidden()
     expect(ada.page.get_by_role("button", name="Share", exact=True)).to_be_visible()
-    expect(ada.page.get_by_role("button", name="Delete", exact=True)).to_be_visible()
+    expect(ada.page.get_by_role("button", name="Move to trash", exact=True)).to_be_visible()
     expect(ada.testid("editor")).to_be_editable()
 
     note_id = state["noteId"]
@@ -400,14 +400,14 @@ def test_changing_a_viewer_to_editor_lets_them_edit(people):
     assert [(s["username"], s["role"]) for s in shares["items"]] == [(bob.username, "editor")]
     dialog.get_by_role("button", name="Done").click()
 
-    # reopened, Bob edits (and, an editor, gets neither Share nor Delete)
+    # reopened, Bob edits (and, an editor, gets neither Share nor Move to trash)
     bob.page.reload()
     bob.wait_connected(note["id"])
     access = bob.testid("access")
     expect(access).to_have_text(f"Shared with you as editor by {ada.username}.")
     expect(bob.testid("editor")).to_be_editable()
     expect(bob.page.get_by_role("button", name="Share", exact=True)).to_be_hidden()
-    expect(bob.page.get_by_role("button", name="Delete", exact=True)).to_be_hidden()
+    expect(bob.page.get_by_role("button", name="Move to trash", exact=True)).to_be_hidden()
     bob.set_caret(0)
     bob.type("Bob: ")
     bob.idle()
@@ -469,21 +469,21 @@ def test_owner_deletes_a_note_a_viewer_has_open(people):
     ada, bob, note = shared_pair(people, "viewer")
     bob.open_note(note["id"])
     ada.open_note(note["id"])
-    ada.page.get_by_role("button", name="Delete", exact=True).click()
-    dialog = ada.page.get_by_role("dialog", name="Delete this note?")
+    ada.page.get_by_role("button", name="Move to trash", exact=True).click()
+    dialog = ada.page.get_by_role("dialog", name="Move this note to the trash?")
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
     assert ada.js("() => notesApp.noteId") == note["id"]
 
-    ada.page.get_by_role("button", name="Delete", exact=True).click()
-    dialog.get_by_role("button", name="Delete note").click()
+    ada.page.get_by_role("button", name="Move to trash", exact=True).click()
+    dialog.get_by_role("button", name="Move to trash").click()
     ada.wait("() => notesApp.noteId === null")
-    expect(notice(ada)).to_have_text("The note was deleted.")
+    expect(notice(ada)).to_have_text("The note was moved to the trash.")
     expect(ada.list_item(note["title"])).to_have_count(0)
     assert ada.rest("GET", f"/notes/{note['id']}")[0] == 404
 
     bob.wait("() => notesApp.state().status === 'deleted'")
-    expect(notice(bob)).to_have_text("This note was deleted.")
+    expect(notice(bob)).to_have_text("This note was moved to the trash.")
     expect(bob.testid("editor")).not_to_be_editable()
 
 
@@ -569,7 +569,7 @@ def expect_link_view(person: Person, role: str) -> None:
     expect(person.testid("account")).to_be_hidden()
     expect(person.testid("link-sign-in")).to_be_visible()
     expect(person.page.get_by_role("button", name="Share", exact=True)).to_be_hidden()
-    expect(person.page.get_by_role("button", name="Delete", exact=True)).to_be_hidden()
+    expect(person.page.get_by_role("button", name="Move to trash", exact=True)).to_be_hidden()
     assert person.js("() => notesApp.role") == role
 
 
@@ -760,7 +760,7 @@ def test_a_link_opened_while_signed_in(people):
     expect(bob.list_item(title)).to_have_count(0)
     assert bob.js("() => notesApp.viaLink") is False
 
-    # the owner opening her own link stays the owner (Share and Delete, no link label)
+    # the owner opening her own link stays the owner (Share and Move to trash, no link label)
     ada.page.goto(url)
     ada.wait_connected(note["id"])
     ada.wait("() => notesApp.role === 'owner'")
@@ -788,10 +788,10 @@ def test_accounts_off_shows_no_sign_in(browser, server):  # noqa: F811
         assert page.get_by_test_id("delete-note").is_visible()  # everyone owns everything
         assert page.get_by_test_id("editor").is_editable()
         assert page.evaluate("() => notesApp.role") == "owner"
-        # deleting works too (and leaves no note behind for the next account to claim)
-        page.get_by_role("button", name="Delete", exact=True).click()
-        page.get_by_role("dialog", name="Delete this note?").get_by_role(
-            "button", name="Delete note").click()
+        # deleting works too (to the trash, whose notes the next account does not claim)
+        page.get_by_role("button", name="Move to trash", exact=True).click()
+        page.get_by_role("dialog", name="Move this note to the trash?").get_by_role(
+            "button", name="Move to trash").click()
         page.wait_for_function("() => notesApp.noteId === null")
         assert page.get_by_test_id("auth").is_hidden()
     finally:
@@ -819,9 +819,9 @@ def test_accounts_off_ignores_a_link_in_the_address(browser, server):  # noqa: F
         assert page.get_by_test_id("note-list").is_visible()  # the list as ever
         assert page.get_by_test_id("editor").is_editable()
         assert not any("token=" in url for url in sockets), sockets
-        page.get_by_role("button", name="Delete", exact=True).click()
-        page.get_by_role("dialog", name="Delete this note?").get_by_role(
-            "button", name="Delete note").click()
+        page.get_by_role("button", name="Move to trash", exact=True).click()
+        page.get_by_role("dialog", name="Move this note to the trash?").get_by_role(
+            "button", name="Move to trash").click()
         page.wait_for_function("() => notesApp.noteId === null")
     finally:
         context.close()

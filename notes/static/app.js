@@ -3,12 +3,18 @@
 // With accounts on (GET /auth/status), it signs in first; notes carry the caller's role.
 // "/?note=<id>&link=<token>" is a share link: the note opens with the link's token (kept in
 // sessionStorage, taken out of the address bar), without an account, and nothing else does.
+// An open note has its version history (a panel beside the text, a preview of a version with
+// the changes since, restore and naming for writers) and a Markdown download; the list has the
+// trash (restore, delete forever) and an export of every note.
 
 import {
   apply, compose, cpToUtf16, diff, transform, transformCursor, utf16ToCp,
 } from './delta.js';
 import { OTClient, randomId } from './ot.js';
 import { LiveConnection } from './live.js';
+import {
+  changeCounts, changeSegments, dispositionFilename, fallbackFilename,
+} from './versions.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -65,6 +71,36 @@ const els = {
   linkCopyStatus: $('link-copy-status'),
   linkList: $('link-list'),
   linkError: $('link-error'),
+  history: $('history'),
+  download: $('download'),
+  editorWrap: $('editor-wrap'),
+  historyPanel: $('history-panel'),
+  closeHistory: $('close-history'),
+  historyError: $('history-error'),
+  versionList: $('version-list'),
+  versionFooter: $('version-footer'),
+  nameVersion: $('name-version'),
+  nameVersionForm: $('name-version-form'),
+  versionLabel: $('version-label'),
+  nameVersionCancel: $('name-version-cancel'),
+  nameVersionSave: $('name-version-save'),
+  preview: $('preview'),
+  previewHeading: $('preview-heading'),
+  previewMeta: $('preview-meta'),
+  previewSummary: $('preview-summary'),
+  previewTitle: $('preview-title'),
+  previewError: $('preview-error'),
+  previewText: $('preview-text'),
+  restoreVersion: $('restore-version'),
+  closePreview: $('close-preview'),
+  openTrash: $('open-trash'),
+  exportAll: $('export-all'),
+  trashDialog: $('trash-dialog'),
+  trashError: $('trash-error'),
+  trashList: $('trash-list'),
+  trashFooter: $('trash-footer'),
+  purgeDialog: $('purge-dialog'),
+  purgeTitle: $('purge-title'),
 };
 
 const SESSION_ID = randomId(10);
@@ -183,21 +219,30 @@ async function api(path, { method = 'GET', body, token = null } = {}) {
   } catch (err) {
     throw new ApiError('the server cannot be reached', 0, null);
   }
+  if (!res.ok) throw await failure(res, path, token);
   const type = res.headers.get('Content-Type') || '';
   let data = null;
   if (type.includes('json')) {
     try { data = await res.json(); } catch (err) { data = null; }
   }
-  if (!res.ok) {
-    const detail = data && (data.detail || data.title);
-    const retry = Number.parseInt(res.headers.get('Retry-After') || '', 10);
-    const error = new ApiError(detail || `${res.status} ${res.statusText}`, res.status, data,
-      Number.isNaN(retry) ? null : retry);
-    if (res.status === 401 && token) linkFailed(token);
-    else if (res.status === 401 && !path.startsWith('/auth/')) signedOutElsewhere();
-    throw error;
-  }
   return data;
+}
+
+/** The ApiError of a failed response (its problem's detail), after telling the page what a
+ * 401 means: a share link revoked (with `token`), else the session gone. */
+async function failure(res, path, token = null) {
+  const type = res.headers.get('Content-Type') || '';
+  let data = null;
+  if (type.includes('json')) {
+    try { data = await res.json(); } catch (err) { data = null; }
+  }
+  const detail = data && (data.detail || data.title);
+  const retry = Number.parseInt(res.headers.get('Retry-After') || '', 10);
+  const error = new ApiError(detail || `${res.status} ${res.statusText}`, res.status, data,
+    Number.isNaN(retry) ? null : retry);
+  if (res.status === 401 && token) linkFailed(token);
+  else if (res.status === 401 && !path.startsWith('/auth/')) signedOutElsewhere();
+  return error;
 }
 
 /** "5 s", "2 min", "1 h" (a wait, rounded up). */
@@ -566,7 +611,9 @@ function showSignIn({ message = '' } = {}) {
     session.destroy();
     session = null;
   }
-  for (const dialog of [els.shareDialog, els.deleteDialog]) if (dialog.open) dialog.close();
+  for (const dialog of [els.shareDialog, els.deleteDialog, els.trashDialog, els.purgeDialog]) {
+    if (dialog.open) dialog.close();
+  }
   hideNotice();
   list.seq += 1; // a list request under way belongs to the session that ended
   list.items.clear();
@@ -687,7 +734,7 @@ async function signOut() {
 }
 els.signOut.addEventListener('click', signOut);
 
-// --- sharing and deleting (owners) -------------------------------------------------------------
+// --- sharing and moving to the trash (owners) -----------------------------------------------
 
 const shares = { noteId: null };
 
@@ -946,14 +993,14 @@ els.deleteDialog.addEventListener('close', async () => {
     await api(`/notes/${encodeURIComponent(s.id)}`, { method: 'DELETE' });
   } catch (err) {
     s.deleting = false;
-    showNotice(`Could not delete the note: ${problemText(err)}`);
+    showNotice(`Could not move the note to the trash: ${problemText(err)}`);
     return;
   }
   s.client.deleted = true;
   list.items.delete(s.id);
   els.list.querySelector(`.note-item[data-id="${CSS.escape(s.id)}"]`)?.remove();
   if (session === s) navigate(null);
-  showNotice('The note was deleted.', { kind: 'warning' });
+  showNotice('The note was moved to the trash.', { kind: 'warning' });
 });
 
 // --- the open note ---------------------------------------------------------------------------
@@ -1204,7 +1251,7 @@ class NoteSession {
   onDeleted(text = null) {
     if (this.deletedShown) return;
     const missing = account.on ? 'This note does not exist, or it is not shared with you.' : 'This note does not exist (or was deleted).';
-    if (!text) text = this.client.rev === null ? missing : 'This note was deleted.';
+    if (!text) text = this.client.rev === null ? missing : 'This note was moved to the trash.';
     else if (this.client.rev === null) text = missing;
     this.deletedShown = true;
     els.editor.readOnly = true;
@@ -1336,6 +1383,7 @@ class NoteSession {
   }, TITLE_DEBOUNCE_MS);
 
   destroy() {
+    if (versions.session === this) closeHistory();
     this.setTitle.cancel();
     clearTimeout(this.overlayTimer);
     for (const off of this.off) off();
@@ -1483,7 +1531,8 @@ function renderStatus() {
   els.status.dataset.saved = saved ? 'true' : 'false';
 }
 
-/** The open note's access: the read-only label, Share and Delete (owners only). */
+/** The open note's access: the read-only label, Share and Move to trash (owners only), History
+ * and Download (whoever reads it), restoring and naming versions (writers). */
 function renderAccess() {
   const s = session;
   const role = s ? s.role : null;
@@ -1492,6 +1541,10 @@ function renderAccess() {
   const owner = !gone && role === 'owner';
   els.share.hidden = !(owner && account.on);
   els.deleteNote.hidden = !owner;
+  els.history.hidden = gone;
+  els.download.hidden = gone;
+  if (gone && versions.session) closeHistory();
+  renderHistoryAccess();
   const by = s && s.owner ? ` by ${s.owner}` : '';
   let text = '';
   if (s && s.lost === 'forbidden') text = 'No access: this note is no longer shared with you.';
@@ -1508,6 +1561,586 @@ function renderAccess() {
   els.access.dataset.link = s && s.token ? 'true' : 'false';
   renderLinkMode();
 }
+
+// --- version history: the panel, the preview, restoring and naming ----------------------------
+
+const VERSION_PAGE_SIZE = 30;
+const MAX_PAGE_SIZE = 200;
+const VERSIONS_REFRESH_MS = 250;
+const PREVIEW_REFRESH_MS = 700;
+
+/** The history panel's state: open for `session` (null: closed). */
+const versions = {
+  session: null,
+  items: [], // loaded so far, newest first
+  cursor: null, // next_cursor of the last page loaded
+  seq: 0, // list requests: only the newest one's answer is shown
+  selected: null, // the version previewed (its list fields), or null
+  contents: new Map(), // version id -> its text (a version never changes)
+  previewSeq: 0,
+  savedRev: null, // the open note's last `saved` revision seen (a save records a version)
+  off: [],
+};
+
+function notePath(s, rest = '') {
+  return `/notes/${encodeURIComponent(s.id)}${rest}`;
+}
+
+/** "Today 14:03:12", "Mon 9 Dec, 14:03" — when a version was saved. */
+function versionTime(iso) {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return '';
+  const now = new Date();
+  const time = t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  if (t.toDateString() === now.toDateString()) return `Today ${time}`;
+  const sameYear = t.getFullYear() === now.getFullYear();
+  return t.toLocaleString([], {
+    weekday: 'short', day: 'numeric', month: 'short', year: sameYear ? undefined : 'numeric',
+    hour: '2-digit', minute: '2-digit',
+  });
+}
+
+/** versionTime inside a sentence: "the version of today 14:03:12". */
+function versionWhen(iso) {
+  return versionTime(iso).replace(/^Today /, 'today ');
+}
+
+function fullTime(iso) {
+  const t = new Date(iso);
+  return Number.isNaN(t.getTime()) ? '' : t.toLocaleString();
+}
+
+function authorsText(v) {
+  const authors = Array.isArray(v.authors) ? v.authors.filter(Boolean) : [];
+  return authors.length ? `by ${authors.join(', ')}` : 'author not recorded';
+}
+
+function setHistoryError(text) {
+  els.historyError.textContent = text;
+  els.historyError.hidden = !text;
+}
+
+function setPreviewError(text) {
+  els.previewError.textContent = text;
+  els.previewError.hidden = !text;
+}
+
+function openHistory() {
+  const s = session;
+  if (!s) return;
+  if (versions.session === s) {
+    closeHistory({ focus: true });
+    return;
+  }
+  closeHistory();
+  versions.session = s;
+  versions.savedRev = s.client.savedRev;
+  const refreshList = debounce(() => loadVersions(), VERSIONS_REFRESH_MS);
+  const refreshPreview = debounce(() => {
+    if (versions.selected) showPreview(versions.selected, { quiet: true });
+  }, PREVIEW_REFRESH_MS);
+  versions.off = [
+    // every save that changes the note records a version: show it
+    s.client.on('state', () => {
+      const rev = s.client.savedRev;
+      if (rev !== null && rev !== versions.savedRev) {
+        versions.savedRev = rev;
+        refreshList();
+      }
+    }),
+    // the preview's changes are against the current text, which just moved
+    s.client.on('text', () => refreshPreview()),
+    s.client.on('title', () => refreshPreview()),
+    () => {
+      refreshList.cancel();
+      refreshPreview.cancel();
+    },
+  ];
+  setHistoryError('');
+  hideNameForm();
+  els.versionList.replaceChildren(el('li', { class: 'version-empty' }, 'Loading…'));
+  els.versionFooter.replaceChildren();
+  els.historyPanel.hidden = false;
+  els.history.setAttribute('aria-expanded', 'true');
+  els.history.classList.add('active');
+  document.body.classList.add('history-open');
+  renderHistoryAccess();
+  loadVersions();
+  els.closeHistory.focus({ preventScroll: true });
+}
+
+function closeHistory({ focus = false } = {}) {
+  closePreview();
+  for (const off of versions.off) off();
+  versions.off = [];
+  versions.session = null;
+  versions.items = [];
+  versions.cursor = null;
+  versions.contents.clear();
+  versions.seq += 1;
+  hideNameForm();
+  els.historyPanel.hidden = true;
+  els.history.setAttribute('aria-expanded', 'false');
+  els.history.classList.remove('active');
+  document.body.classList.remove('history-open');
+  els.versionList.replaceChildren();
+  els.versionFooter.replaceChildren();
+  if (focus) els.history.focus({ preventScroll: true });
+}
+
+/** The first page again (as many versions as are shown, so "Load more" keeps its place), or,
+ * with `append`, the next one. */
+async function loadVersions({ append = false } = {}) {
+  const s = versions.session;
+  if (!s) return;
+  const seq = ++versions.seq;
+  const shown = versions.items.length;
+  const limit = append ? VERSION_PAGE_SIZE : Math.min(MAX_PAGE_SIZE, Math.max(VERSION_PAGE_SIZE, shown));
+  const params = new URLSearchParams({ limit: String(limit) });
+  if (append && versions.cursor) params.set('cursor', versions.cursor);
+  els.versionList.setAttribute('aria-busy', 'true');
+  try {
+    const page = await api(notePath(s, `/versions?${params}`), { token: s.token });
+    if (seq !== versions.seq || versions.session !== s) return;
+    const items = page.items || [];
+    if (append) {
+      const known = new Set(versions.items.map((v) => v.id));
+      versions.items.push(...items.filter((v) => !known.has(v.id)));
+    } else {
+      versions.items = items;
+    }
+    versions.cursor = page.next_cursor || null;
+    if (versions.selected) {
+      versions.selected = versions.items.find((v) => v.id === versions.selected.id) || versions.selected;
+    }
+    setHistoryError('');
+    renderVersions();
+  } catch (err) {
+    if (seq !== versions.seq || versions.session !== s) return;
+    setHistoryError(`Could not load the history: ${problemText(err)}`);
+    if (!versions.items.length) els.versionList.replaceChildren();
+  } finally {
+    if (seq === versions.seq) els.versionList.removeAttribute('aria-busy');
+  }
+}
+
+function versionItem(v, index) {
+  const selected = !!(versions.selected && versions.selected.id === v.id);
+  const dataset = v.label ? { id: String(v.id), label: v.label } : { id: String(v.id) };
+  return el('li', { class: 'version-item', dataset },
+    el('button', {
+      class: 'version-btn', type: 'button', 'aria-current': selected ? 'true' : null,
+      onclick: () => selectVersion(v),
+    },
+    el('span', { class: 'version-top' },
+      el('time', { class: 'version-time', datetime: v.created_at, title: fullTime(v.created_at) },
+        versionTime(v.created_at)),
+      index === 0 ? el('span', { class: 'version-latest' }, 'latest') : null),
+    v.label ? el('span', { class: 'version-label' }, v.label) : null,
+    el('span', { class: 'version-authors' }, authorsText(v))));
+}
+
+function renderVersions() {
+  const rows = versions.items.map(versionItem);
+  if (!rows.length) {
+    rows.push(el('li', { class: 'version-empty' },
+      'No versions yet: one is kept each time the note is saved.'));
+  }
+  els.versionList.replaceChildren(...rows);
+  els.versionFooter.replaceChildren(versions.cursor
+    ? el('button', {
+      class: 'btn subtle', type: 'button', dataset: { testid: 'more-versions' },
+      onclick: () => loadVersions({ append: true }),
+    }, 'Load more')
+    : '');
+}
+
+function selectVersion(v) {
+  versions.selected = v;
+  renderVersions();
+  showPreview(v);
+}
+
+/** The preview, in the editor's place: the version's text, marked with what changed since
+ * (deleted since: <del>; inserted since: <ins>), and its title when that changed. `quiet`: a
+ * refresh (the current text moved), keeping what is shown until the new answer comes. */
+async function showPreview(v, { quiet = false } = {}) {
+  const s = versions.session;
+  if (!s) return;
+  const seq = ++versions.previewSeq;
+  els.editorWrap.hidden = true;
+  els.preview.hidden = false;
+  els.preview.dataset.version = String(v.id);
+  els.previewHeading.textContent = v.label ? `“${v.label}”` : `Version of ${versionWhen(v.created_at)}`;
+  els.previewMeta.textContent = [
+    v.label ? versionTime(v.created_at) : null,
+    authorsText(v),
+    Number.isInteger(v.length) ? `${v.length} character${v.length === 1 ? '' : 's'}` : null,
+  ].filter(Boolean).join(' · ');
+  els.previewMeta.title = fullTime(v.created_at);
+  renderHistoryAccess();
+  if (!quiet) {
+    setPreviewError('');
+    els.previewTitle.hidden = true;
+    els.previewSummary.textContent = '';
+    els.previewText.replaceChildren(el('span', { class: 'preview-loading' }, 'Loading…'));
+    els.previewText.scrollTop = 0;
+  }
+  els.previewText.setAttribute('aria-busy', 'true');
+  try {
+    const content = versions.contents.has(v.id)
+      ? Promise.resolve(versions.contents.get(v.id))
+      : api(notePath(s, `/versions/${encodeURIComponent(v.id)}`), { token: s.token }).then((full) => {
+        versions.contents.set(v.id, full.content);
+        return full.content;
+      });
+    const [text, changes] = await Promise.all([
+      content,
+      api(notePath(s, `/versions/${encodeURIComponent(v.id)}/diff`), { token: s.token }),
+    ]);
+    if (seq !== versions.previewSeq || versions.session !== s) return;
+    renderPreview(text, changes);
+  } catch (err) {
+    if (seq !== versions.previewSeq || versions.session !== s) return;
+    setPreviewError(`Could not show this version: ${problemText(err)}`);
+    if (!quiet) els.previewText.replaceChildren();
+  } finally {
+    if (seq === versions.previewSeq) els.previewText.removeAttribute('aria-busy');
+  }
+}
+
+function renderPreview(text, changes) {
+  let segments;
+  setPreviewError('');
+  try {
+    segments = changeSegments(text, Array.isArray(changes.delta) ? changes.delta : []);
+  } catch (err) {
+    console.warn('notes: the diff does not fit the version', err);
+    segments = [{ kind: 'same', text }];
+    setPreviewError('The changes since this version could not be shown: this is its text as it was.');
+  }
+  const nodes = segments.map((seg) => {
+    if (seg.kind === 'same') return document.createTextNode(seg.text);
+    const blank = /^\s+$/u.test(seg.text);
+    return el(seg.kind, {
+      class: `diff-${seg.kind}${blank ? ' diff-blank' : ''}`,
+      title: seg.kind === 'del' ? 'In this version, removed since' : 'Added since this version',
+    }, seg.text);
+  });
+  if (!nodes.length) nodes.push(el('span', { class: 'preview-empty' }, 'This version is empty.'));
+  nodes.push(document.createTextNode('\u200b')); // keeps a trailing newline's line
+  els.previewText.replaceChildren(...nodes);
+  const { removed, added } = changeCounts(segments);
+  els.previewSummary.textContent = removed || added
+    ? `${removed} removed, ${added} added (characters)`
+    : 'The text is the same as now.';
+  const title = changes.title || {};
+  const from = title.from ?? '';
+  const to = title.to ?? '';
+  if (from !== to) {
+    els.previewTitle.replaceChildren('Title: ',
+      el('del', { class: 'diff-del' }, from || 'Untitled'), ' → ',
+      el('ins', { class: 'diff-ins' }, to || 'Untitled'));
+    els.previewTitle.hidden = false;
+  } else {
+    els.previewTitle.hidden = true;
+    els.previewTitle.replaceChildren();
+  }
+}
+
+function closePreview() {
+  versions.previewSeq += 1;
+  const was = versions.selected;
+  versions.selected = null;
+  els.preview.hidden = true;
+  delete els.preview.dataset.version;
+  els.previewText.replaceChildren();
+  els.editorWrap.hidden = false;
+  if (was && versions.session) renderVersions();
+  scheduleOverlay();
+}
+
+/** Restoring and naming: writers only (an owner or editor, by account or link). */
+function renderHistoryAccess() {
+  const s = versions.session;
+  const writable = !!(s && session === s && s.canWrite());
+  els.restoreVersion.hidden = !writable;
+  if (!writable) hideNameForm();
+  els.nameVersion.hidden = !writable || !els.nameVersionForm.hidden;
+}
+
+async function restoreVersion() {
+  const s = versions.session;
+  const v = versions.selected;
+  if (!s || !v || !s.canWrite()) return;
+  els.restoreVersion.disabled = true;
+  setPreviewError('');
+  try {
+    // what was typed reaches the server first (the restore replaces it, and the history keeps it)
+    if (s.setTitle.pending) s.setTitle.flush(els.title.value);
+    await s.settled(5000);
+    await api(notePath(s, `/versions/${encodeURIComponent(v.id)}/restore`), { method: 'POST', token: s.token });
+  } catch (err) {
+    if (versions.session === s) setPreviewError(`Could not restore this version: ${problemText(err)}`);
+    return;
+  } finally {
+    els.restoreVersion.disabled = false;
+  }
+  if (versions.session !== s) return;
+  // the text comes back through the live socket as an edit, like anybody's
+  closePreview();
+  loadVersions();
+  showNotice(`Restored the version of ${versionWhen(v.created_at)}. The text it replaced is kept in the history.`,
+    { kind: 'info' });
+}
+
+function showNameForm() {
+  els.nameVersionForm.hidden = false;
+  els.nameVersion.hidden = true;
+  els.versionLabel.value = '';
+  els.versionLabel.focus();
+}
+
+function hideNameForm() {
+  els.nameVersionForm.hidden = true;
+  els.nameVersionSave.disabled = false;
+  const s = versions.session;
+  els.nameVersion.hidden = !(s && session === s && s.canWrite());
+}
+
+async function nameVersion(e) {
+  e.preventDefault();
+  const s = versions.session;
+  if (!s || !s.canWrite()) return;
+  const label = els.versionLabel.value.trim();
+  if (!label) {
+    setHistoryError('Enter a name for the version.');
+    els.versionLabel.focus();
+    return;
+  }
+  els.nameVersionSave.disabled = true;
+  setHistoryError('');
+  try {
+    if (s.setTitle.pending) s.setTitle.flush(els.title.value);
+    await s.settled(5000); // the name goes on the text as typed, not on an older one
+    await api(notePath(s, '/versions'), { method: 'POST', body: { label }, token: s.token });
+  } catch (err) {
+    if (versions.session === s) setHistoryError(`Could not name the version: ${problemText(err)}`);
+    els.nameVersionSave.disabled = false;
+    return;
+  }
+  if (versions.session !== s) return;
+  hideNameForm();
+  loadVersions();
+}
+
+els.history.addEventListener('click', openHistory);
+els.closeHistory.addEventListener('click', () => closeHistory({ focus: true }));
+els.closePreview.addEventListener('click', () => {
+  closePreview();
+  els.editor.focus({ preventScroll: true });
+});
+els.restoreVersion.addEventListener('click', restoreVersion);
+els.nameVersion.addEventListener('click', showNameForm);
+els.nameVersionCancel.addEventListener('click', () => {
+  hideNameForm();
+  setHistoryError('');
+});
+els.nameVersionForm.addEventListener('submit', nameVersion);
+for (const area of [els.historyPanel, els.preview]) {
+  area.addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape' || e.defaultPrevented) return;
+    e.preventDefault();
+    if (!els.nameVersionForm.hidden) hideNameForm();
+    else if (versions.selected) closePreview();
+    else closeHistory({ focus: true });
+  });
+}
+
+// --- downloading the open note ---------------------------------------------------------------
+
+/** GET /notes/{id} as Markdown (a link cannot send Accept, nor a share link's token), saved
+ * under the name the server gives in Content-Disposition. */
+async function downloadNote() {
+  const s = session;
+  if (!s) return;
+  els.download.disabled = true;
+  try {
+    if (s.setTitle.pending) s.setTitle.flush(els.title.value);
+    await s.settled(5000); // the file holds what was typed
+    const path = notePath(s);
+    const headers = { Accept: 'text/markdown' };
+    if (s.token) headers.Authorization = `Bearer ${s.token}`;
+    let res;
+    try {
+      res = await fetch(path, { cache: 'no-store', headers });
+    } catch (err) {
+      throw new ApiError('the server cannot be reached', 0, null);
+    }
+    if (!res.ok) throw await failure(res, path, s.token);
+    const blob = await res.blob();
+    const name = dispositionFilename(res.headers.get('Content-Disposition'))
+      || fallbackFilename(s.client.title || els.title.value);
+    saveBlob(blob, name);
+  } catch (err) {
+    showNotice(`Could not download the note: ${problemText(err)}`);
+  } finally {
+    els.download.disabled = false;
+  }
+}
+
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el('a', { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+els.download.addEventListener('click', downloadNote);
+
+// --- the trash: my notes moved there, restored or deleted forever ------------------------------
+
+const TRASH_PAGE_SIZE = 50;
+const trash = { items: [], cursor: null, seq: 0, purging: null };
+
+function setTrashError(text) {
+  els.trashError.textContent = text;
+  els.trashError.hidden = !text;
+}
+
+/** "in 29 days", "tomorrow", "today": when a trashed note is deleted for good. */
+function purgeWhen(iso) {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return '';
+  const days = Math.ceil((t - Date.now()) / 86400000);
+  if (days <= 0) return 'today';
+  if (days === 1) return 'tomorrow';
+  return `in ${days} days`;
+}
+
+function trashItem(note) {
+  const title = note.title || 'Untitled';
+  const titleId = `trash-title-${note.id}`; // the buttons say what they act on
+  return el('li', { class: 'trash-item', dataset: { id: note.id } },
+    el('div', { class: 'trash-what' },
+      el('span', { class: 'share-name trash-title', id: titleId }, title),
+      el('span', { class: 'trash-when' },
+        el('time', { class: 'trash-deleted', datetime: note.deleted_at, title: fullTime(note.deleted_at) },
+          `trashed ${relativeTime(note.deleted_at)}`),
+        ' · ',
+        el('time', { class: 'trash-purge', datetime: note.purge_at, title: fullTime(note.purge_at) },
+          `deleted for good ${purgeWhen(note.purge_at)}`))),
+    el('div', { class: 'trash-actions' },
+      el('button', {
+        class: 'btn small', type: 'button', 'aria-describedby': titleId,
+        onclick: (e) => restoreFromTrash(note, e.currentTarget),
+      }, 'Restore'),
+      el('button', {
+        class: 'btn small danger', type: 'button', 'aria-describedby': titleId,
+        onclick: () => confirmPurge(note),
+      }, 'Delete forever')));
+}
+
+function renderTrash() {
+  const rows = trash.items.map(trashItem);
+  if (!rows.length) rows.push(el('li', { class: 'trash-empty' }, 'The trash is empty.'));
+  els.trashList.replaceChildren(...rows);
+  els.trashFooter.replaceChildren(trash.cursor
+    ? el('button', { class: 'btn subtle', type: 'button', onclick: () => loadTrash({ append: true }) }, 'Load more')
+    : '');
+}
+
+async function loadTrash({ append = false } = {}) {
+  const seq = ++trash.seq;
+  const params = new URLSearchParams({ limit: String(TRASH_PAGE_SIZE) });
+  if (append && trash.cursor) params.set('cursor', trash.cursor);
+  els.trashList.setAttribute('aria-busy', 'true');
+  try {
+    const page = await api(`/trash?${params}`);
+    if (seq !== trash.seq) return;
+    const items = page.items || [];
+    if (append) {
+      const known = new Set(trash.items.map((n) => n.id));
+      trash.items.push(...items.filter((n) => !known.has(n.id)));
+    } else {
+      trash.items = items;
+    }
+    trash.cursor = page.next_cursor || null;
+    renderTrash();
+  } catch (err) {
+    if (seq !== trash.seq) return;
+    setTrashError(`Could not load the trash: ${problemText(err)}`);
+    if (!trash.items.length) els.trashList.replaceChildren();
+  } finally {
+    if (seq === trash.seq) els.trashList.removeAttribute('aria-busy');
+  }
+}
+
+function openTrash() {
+  trash.items = [];
+  trash.cursor = null;
+  setTrashError('');
+  els.trashList.replaceChildren(el('li', { class: 'trash-empty' }, 'Loading…'));
+  els.trashFooter.replaceChildren();
+  els.trashDialog.showModal();
+  loadTrash();
+}
+
+function dropFromTrash(id) {
+  trash.items = trash.items.filter((n) => n.id !== id);
+  renderTrash();
+}
+
+async function restoreFromTrash(note, button) {
+  setTrashError('');
+  if (button) button.disabled = true;
+  try {
+    await api(`/trash/${encodeURIComponent(note.id)}/restore`, { method: 'POST' });
+  } catch (err) {
+    setTrashError(`Could not restore “${note.title || 'Untitled'}”: ${problemText(err)}`);
+    if (button) button.disabled = false;
+    return;
+  }
+  dropFromTrash(note.id);
+  loadList(); // back in the list, in its place
+  showNotice(`“${note.title || 'Untitled'}” is back in your notes.`, { kind: 'info' });
+}
+
+function confirmPurge(note) {
+  trash.purging = note;
+  els.purgeTitle.textContent = `“${note.title || 'Untitled'}”`;
+  els.purgeDialog.returnValue = '';
+  els.purgeDialog.showModal();
+}
+
+async function purge(note) {
+  setTrashError('');
+  try {
+    await api(`/trash/${encodeURIComponent(note.id)}`, { method: 'DELETE' });
+  } catch (err) {
+    if (err.status !== 404) { // (already gone: as good as done)
+      setTrashError(`Could not delete “${note.title || 'Untitled'}”: ${problemText(err)}`);
+      return;
+    }
+  }
+  dropFromTrash(note.id);
+}
+
+els.openTrash.addEventListener('click', openTrash);
+for (const button of els.trashDialog.querySelectorAll('[data-close]')) {
+  button.addEventListener('click', () => els.trashDialog.close());
+}
+els.trashDialog.addEventListener('close', () => {
+  trash.seq += 1;
+  if (els.purgeDialog.open) els.purgeDialog.close();
+});
+els.purgeDialog.addEventListener('close', () => {
+  const note = trash.purging;
+  trash.purging = null;
+  if (els.purgeDialog.returnValue === 'purge' && note) purge(note);
+});
 
 // --- presence: peers list and cursors over the editor ----------------------------------------
 

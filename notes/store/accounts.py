@@ -72,11 +72,12 @@ class ShareInfo:
     created_at: datetime
 
 
-# A new account claims the notes nobody owns (made while NOTES_AUTH=off).
+# A new account claims the notes nobody owns (made while NOTES_AUTH=off), not those in the trash.
 _CREATE_USER = text(
     "WITH made AS (INSERT INTO users (id, username, password_hash)"
     " VALUES (:id, :username, :password_hash) RETURNING id, username, created_at),"
-    " claimed AS (UPDATE notes SET owner_id = (SELECT id FROM made) WHERE owner_id IS NULL)"
+    " claimed AS (UPDATE notes SET owner_id = (SELECT id FROM made)"
+    "             WHERE owner_id IS NULL AND deleted_at IS NULL)"
     " SELECT id, username, created_at FROM made"
 )
 _USER_BY_NAME = text(
