@@ -16,6 +16,7 @@ from notes.collab.hub import Hub, HubLimits
 from notes.config import Settings
 from notes.http import auth, live, notes, shares, site
 from notes.http import history as history_routes
+from notes.http import transfer as transfer_routes
 from notes.http.openapi_docs import configure_docs, openapi
 from notes.http.problems import handle_exception
 from notes.http.site import STATIC_DIR
@@ -23,6 +24,7 @@ from notes.store.accounts import AccountStore
 from notes.store.database import make_engine
 from notes.store.fanout import PostgresFanout
 from notes.store.queries import NoteStore
+from notes.store.transfer import TransferStore
 from notes.use_cases import NoteLimits
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
     app.blueprint(notes.bp)
     app.blueprint(shares.bp)
     app.blueprint(history_routes.bp)
+    app.blueprint(transfer_routes.bp)
     app.blueprint(live.bp)
     openapi.exclude(bp=live.bp)  # a websocket, described in the protocol document instead
     app.blueprint(site.bp)
@@ -109,6 +112,7 @@ async def _open_resources(app: Sanic) -> None:
     app.ctx.engine = make_engine(settings.database_url)
     app.ctx.store = NoteStore(app.ctx.engine)
     app.ctx.account_store = AccountStore(app.ctx.engine)
+    app.ctx.transfers = TransferStore(app.ctx.engine)
     app.ctx.accounts = Accounts(
         app.ctx.account_store, session_days=settings.session_days,
         throttle=LoginThrottle(per_user=settings.login_attempts,

@@ -1,4 +1,5 @@
-"""The ``notes`` command: ``notes serve``, ``notes migrate`` and ``notes users add NAME``."""
+"""The ``notes`` command: ``notes serve``, ``notes migrate``, ``notes users add NAME``, and
+``notes export DIR`` / ``notes import PATH``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 from sqlalchemy import text
 
@@ -152,6 +154,96 @@ def add_user(settings: Settings, username: str, password: str | None) -> int:
     return 0
 
 
+async def _owner(url: str, username: str | None):
+    """The account named ``username`` (None: no name given); LookupError if there is none."""
+    if username is None:
+        return None
+    from notes.store.accounts import AccountStore
+
+    engine = make_engine(url, pool_size=1)
+    try:
+        user = await AccountStore(engine).user_by_name(username)
+    finally:
+        await engine.dispose()
+    if user is None:
+        raise LookupError(f"no account is named {username!r}")
+    return user
+
+
+def export_notes(settings: Settings, folder: Path, owner: str | None) -> int:
+    """``notes export DIR``: every note outside the trash (or ``--owner``'s) as a file in DIR,
+    in the layout ``GET /export`` zips (``notes.transfer``)."""
+    from notes.store.transfer import TransferStore
+    from notes.transfer import file_name, render
+
+    async def write(url: str) -> int:
+        user = await _owner(url, owner)
+        engine = make_engine(url, pool_size=2)
+        written, after = 0, None
+        try:
+            store = TransferStore(engine)
+            while page := await store.page(owner_id=user and user.id, after=after, limit=100):
+                for note in page:
+                    (folder / file_name(note)).write_bytes(render(note))
+                written += len(page)
+                after = page[-1].id
+        finally:
+            await engine.dispose()
+        return written
+
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        # (files of an earlier export would hold the same ids under older titles)
+        print(f"notes: {folder} is not an empty folder", file=sys.stderr)
+        return 2
+    folder.mkdir(parents=True, exist_ok=True)
+    with migrated_database(settings) as (url, _):
+        try:
+            written = asyncio.run(write(url))
+        except LookupError as error:
+            print(f"notes: {error.args[0]}", file=sys.stderr)
+            return 2
+    print(f"exported {written} notes to {folder}")
+    return 0
+
+
+def import_notes(settings: Settings, path: Path, owner: str | None) -> int:
+    """``notes import PATH``: the notes of an export (a folder, or a zip from ``GET /export``)
+    that are not here yet, by id, all in one transaction: an invalid file imports nothing."""
+    from notes.store.transfer import TransferStore
+    from notes.transfer import InvalidExport, Limits, read_export
+
+    if settings.auth_on and owner is None:
+        print("notes: accounts are on: say whose the notes become with --owner NAME",
+              file=sys.stderr)
+        return 2
+    if not path.exists():
+        print(f"notes: {path} does not exist", file=sys.stderr)
+        return 2
+    limits = Limits(settings.max_title, settings.max_content)
+
+    async def store(url: str):
+        user = await _owner(url, owner)
+        engine = make_engine(url, pool_size=1)
+        try:
+            return await TransferStore(engine).import_notes(
+                read_export(path, limits), owner_id=user and user.id,
+                authors=[user.username] if user else [])
+        finally:
+            await engine.dispose()
+
+    with migrated_database(settings) as (url, _):
+        try:
+            result = asyncio.run(store(url))
+        except InvalidExport as error:
+            print(f"notes: not imported, {error}", file=sys.stderr)
+            return 2
+        except LookupError as error:
+            print(f"notes: {error.args[0]}", file=sys.stderr)
+            return 2
+    print(f"imported {result.imported} notes, skipped {result.skipped} already here")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notes", description="A collaborative notes server.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     add_parser.add_argument("username")
     add_parser.add_argument("--password-stdin", action="store_true",
                             help="read the password from the first line of stdin")
+    export_parser = commands.add_parser(
+        "export", help="write every note (or one account's) as Markdown files into a folder")
+    export_parser.add_argument("folder", type=Path)
+    export_parser.add_argument("--owner", help="only the notes this account owns")
+    import_parser = commands.add_parser(
+        "import", help="read the notes of an export (a folder, or a zip from GET /export); "
+        "notes already here (by id) are skipped")
+    import_parser.add_argument("path", type=Path)
+    import_parser.add_argument("--owner", help="the account the notes become the notes of")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING,
@@ -187,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "users":
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
             return add_user(settings, args.username, password)
+        if args.command == "export":
+            return export_notes(settings, args.folder, args.owner)
+        if args.command == "import":
+            return import_notes(settings, args.path, args.owner)
         return migrate(settings)
     except (EmbeddedDatabaseError, DatabaseUnavailable) as error:
         print(f"notes: {error}", file=sys.stderr)

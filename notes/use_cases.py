@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -17,6 +18,10 @@ from notes.collab.saver import SaveRejected
 from notes.collab.text import field_problem
 from notes.store.accounts import User
 from notes.store.queries import NoteStore, PageKey, StoredNote
+from notes.store.transfer import TransferStore
+from notes.transfer import ExportedNote
+
+EXPORT_PAGE = 100  # notes read from the database at once for an export
 
 
 class NoteNotFound(LookupError):
@@ -226,3 +231,15 @@ __all__ = [
     "PreconditionFailed", "apply_http_edit", "create_note", "delete_note", "etag_of",
     "etag_matches", "list_notes", "read_note", "update_note",
 ]
+
+
+async def exported_notes(transfers: TransferStore, hub: Hub, owner_id: uuid.UUID | None
+                         ) -> AsyncIterator[ExportedNote]:
+    """Every note ``owner_id`` owns (None: everyone's) outside the trash, with the live text of
+    those open in this process, a page at a time."""
+    after = None
+    while page := await transfers.page(owner_id=owner_id, after=after, limit=EXPORT_PAGE):
+        for note in page:
+            room = hub.get(note.id)
+            yield note if room is None else replace(note, title=room.title, content=room.content)
+        after = page[-1].id

@@ -29,7 +29,7 @@ OPERATIONS = {
     ("/notes/{note_id}/versions/{version_id}", "get"),
     ("/notes/{note_id}/versions/{version_id}/diff", "get"),
     ("/notes/{note_id}/versions/{version_id}/restore", "post"), ("/trash", "get"),
-    ("/trash/{note_id}/restore", "post"), ("/trash/{note_id}", "delete"),
+    ("/trash/{note_id}/restore", "post"), ("/trash/{note_id}", "delete"), ("/export", "get"),
 }
 # The routes registered with ``ctx_public=True`` that the document describes (``/`` and
 # ``/docs/protocol`` are public too, but pages, not API operations).

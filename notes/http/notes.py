@@ -29,6 +29,7 @@ from notes.http.schemas import (
     NoteReplace,
 )
 from notes.store.queries import StoredNote
+from notes.transfer import download_name
 
 bp = Blueprint("notes")
 
@@ -159,12 +160,6 @@ TEXT = {"schema": {"type": "string"}}
 NOTE_OR_CONTENT = Response(
     {**ok(NoteOut).fields["content"], **{media_type: TEXT for media_type in DOWNLOADS}},
     status=200, description="The note; with `Accept: text/markdown` or `text/plain`, its content.")
-
-
-def download_name(title: str, extension: str) -> str:
-    """A safe file name for a note: its title's letters, digits, spaces and dashes."""
-    kept = "".join(char if char.isalnum() or char in " -_" else " " for char in title)
-    return (" ".join(kept.split())[:80] or "note") + extension
 
 
 def _content_response(note: StoredNote, media_type: str, etag: str) -> HTTPResponse:
