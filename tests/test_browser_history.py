@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,8 @@ from test_browser_e2e import (  # browser, open_page: the fixtures, shared with 
     open_page,  # noqa: F401
     uid,
 )
+
+from notes.transfer import Limits, parse
 
 try:
     from playwright.sync_api import expect
@@ -414,6 +418,14 @@ def test_download_saves_the_note_as_markdown(people):  # noqa: F811
     assert data == (content + " 😀").encode(), data
     expect(ada.testid("export-all")).to_be_visible()
     assert ada.testid("export-all").get_attribute("href") == "/export"
+    with ada.page.expect_download() as info:  # (signed in by the session cookie)
+        ada.testid("export-all").click()
+    assert info.value.suggested_filename.startswith("notes-")
+    with zipfile.ZipFile(info.value.path()) as archive:
+        notes = [parse(name, archive.read(name), Limits(200, 1_000_000))
+                 for name in archive.namelist()]
+    exported = {exported_note.id: exported_note for exported_note in notes}
+    assert exported[uuid.UUID(note["id"])].content == content + " 😀"
 
     # with a share link (a bearer token, no cookie) too
     status, link = ada.rest("POST", f"/notes/{note['id']}/links", {"role": "viewer"})
