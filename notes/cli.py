@@ -9,18 +9,23 @@ import getpass
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notes.config import Settings
+from notes.store.accounts import AccountStore, NoSuchUser
 from notes.store.database import make_engine
 from notes.store.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from notes.store.migrate import upgrade
+
+T = TypeVar("T")
 
 
 def _describe(url: str) -> str:
@@ -74,6 +79,21 @@ def migrated_database(settings: Settings) -> Iterator[tuple[str, EmbeddedPostgre
             embedded.stop()
 
 
+def on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run ``work`` with an engine on the configured database (migrated; an embedded cluster
+    is started for it and stopped after, unless a server holds it too)."""
+
+    async def run(url: str) -> T:
+        engine = make_engine(url, pool_size=2)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    with migrated_database(settings) as (url, _):
+        return asyncio.run(run(url))
+
+
 def serve(settings: Settings, workers: int) -> int:
     """Serve on one process, or on ``workers`` worker processes (Sanic's worker manager).
 
@@ -123,7 +143,6 @@ def add_user(settings: Settings, username: str, password: str | None) -> int:
     """``notes users add NAME``: with ``--password-stdin`` the password is read from stdin,
     else asked for on a terminal, else generated and printed."""
     from notes.accounts import Accounts, InvalidAccount, UsernameTaken, generate_password
-    from notes.store.accounts import AccountStore
 
     generated = False
     if password is None:
@@ -132,41 +151,30 @@ def add_user(settings: Settings, username: str, password: str | None) -> int:
         if not password:
             password, generated = generate_password(), True
 
-    async def create(url: str):
-        engine = make_engine(url, pool_size=1)
-        try:
-            return await Accounts(AccountStore(engine)).create_user(username, password)
-        finally:
-            await engine.dispose()
+    async def create(engine: AsyncEngine):
+        return await Accounts(AccountStore(engine)).create_user(username, password)
 
-    with migrated_database(settings) as (url, _):
-        try:
-            user = asyncio.run(create(url))
-        except InvalidAccount as error:
-            print(f"notes: {error}", file=sys.stderr)
-            return 2
-        except UsernameTaken:
-            print(f"notes: the username {username!r} is taken", file=sys.stderr)
-            return 1
+    try:
+        user = on_database(settings, create)
+    except InvalidAccount as error:
+        print(f"notes: {error}", file=sys.stderr)
+        return 2
+    except UsernameTaken:
+        print(f"notes: the username {username!r} is taken", file=sys.stderr)
+        return 1
     print(f"created user {user.username}")
     if generated:
         print(f"password: {password}")
     return 0
 
 
-async def _owner(url: str, username: str | None):
-    """The account named ``username`` (None: no name given); LookupError if there is none."""
+async def _owner(engine: AsyncEngine, username: str | None):
+    """The account named ``username`` (None: no name given); NoSuchUser if there is none."""
     if username is None:
         return None
-    from notes.store.accounts import AccountStore
-
-    engine = make_engine(url, pool_size=1)
-    try:
-        user = await AccountStore(engine).user_by_name(username)
-    finally:
-        await engine.dispose()
+    user = await AccountStore(engine).user_by_name(username)
     if user is None:
-        raise LookupError(f"no account is named {username!r}")
+        raise NoSuchUser(f"no account is named {username!r}")
     return user
 
 
@@ -176,19 +184,14 @@ def export_notes(settings: Settings, folder: Path, owner: str | None) -> int:
     from notes.store.transfer import TransferStore
     from notes.transfer import file_name, render
 
-    async def write(url: str) -> int:
-        user = await _owner(url, owner)
-        engine = make_engine(url, pool_size=2)
-        written, after = 0, None
-        try:
-            store = TransferStore(engine)
-            while page := await store.page(owner_id=user and user.id, after=after, limit=100):
-                for note in page:
-                    (folder / file_name(note)).write_bytes(render(note))
-                written += len(page)
-                after = page[-1].id
-        finally:
-            await engine.dispose()
+    async def write(engine: AsyncEngine) -> int:
+        user = await _owner(engine, owner)
+        store, written, after = TransferStore(engine), 0, None
+        while page := await store.page(owner_id=user and user.id, after=after, limit=100):
+            for note in page:
+                (folder / file_name(note)).write_bytes(render(note))
+            written += len(page)
+            after = page[-1].id
         return written
 
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -196,12 +199,11 @@ def export_notes(settings: Settings, folder: Path, owner: str | None) -> int:
         print(f"notes: {folder} is not an empty folder", file=sys.stderr)
         return 2
     folder.mkdir(parents=True, exist_ok=True)
-    with migrated_database(settings) as (url, _):
-        try:
-            written = asyncio.run(write(url))
-        except LookupError as error:
-            print(f"notes: {error.args[0]}", file=sys.stderr)
-            return 2
+    try:
+        written = on_database(settings, write)
+    except NoSuchUser as error:
+        print(f"notes: {error.args[0]}", file=sys.stderr)
+        return 2
     print(f"exported {written} notes to {folder}")
     return 0
 
@@ -221,25 +223,20 @@ def import_notes(settings: Settings, path: Path, owner: str | None) -> int:
         return 2
     limits = Limits(settings.max_title, settings.max_content)
 
-    async def store(url: str):
-        user = await _owner(url, owner)
-        engine = make_engine(url, pool_size=1)
-        try:
-            return await TransferStore(engine).import_notes(
-                read_export(path, limits), owner_id=user and user.id,
-                authors=[user.username] if user else [])
-        finally:
-            await engine.dispose()
+    async def store(engine: AsyncEngine):
+        user = await _owner(engine, owner)
+        return await TransferStore(engine).import_notes(
+            read_export(path, limits), owner_id=user and user.id,
+            authors=[user.username] if user else [])
 
-    with migrated_database(settings) as (url, _):
-        try:
-            result = asyncio.run(store(url))
-        except InvalidExport as error:
-            print(f"notes: not imported, {error}", file=sys.stderr)
-            return 2
-        except LookupError as error:
-            print(f"notes: {error.args[0]}", file=sys.stderr)
-            return 2
+    try:
+        result = on_database(settings, store)
+    except InvalidExport as error:
+        print(f"notes: not imported, {error}", file=sys.stderr)
+        return 2
+    except NoSuchUser as error:
+        print(f"notes: {error.args[0]}", file=sys.stderr)
+        return 2
     print(f"imported {result.imported} notes, skipped {result.skipped} already here")
     return 0
 

@@ -13,7 +13,7 @@ from sanic_ext.extensions.openapi.definitions import Parameter
 from notes import history, use_cases
 from notes.http.auth import account_of, author_of, authorize, not_found
 from notes.http.bodies import parse_body
-from notes.http.notes import PER_CALLER, note_response, page_limit
+from notes.http.notes import PER_CALLER, note_response, page_limit, positive_query_int
 from notes.http.openapi_docs import NOTE_ID, json_body, ok, openapi, problems, query
 from notes.http.problems import Problem
 from notes.http.schemas import (
@@ -131,16 +131,7 @@ async def read_version(request: Request, note_id: uuid.UUID, version_id: int) ->
 async def diff_version(request: Request, note_id: uuid.UUID, version_id: int) -> HTTPResponse:
     await authorize(request, note_id)
     raw_to = request.get_args(keep_blank_values=True).get("to")
-    to = None
-    if raw_to is not None:
-        try:
-            to = int(raw_to)
-        except ValueError:
-            to = 0
-        if not 1 <= to <= BIGINT_MAX:
-            raise Problem(422, "`to` must be a version id.", kind="validation-error",
-                          errors=[{"loc": ["query", "to"], "msg": "a version id",
-                                   "type": "range"}])
+    to = None if raw_to is None else positive_query_int(raw_to, "to", BIGINT_MAX, "a version id")
     ctx = _ctx(request)
     try:
         changes = await history.diff_version(ctx.store, ctx.hub, note_id,

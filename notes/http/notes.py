@@ -128,18 +128,24 @@ def _reader(request: Request) -> uuid.UUID | None:
 INT32_MAX = 2**31 - 1
 
 
+def positive_query_int(raw: str, name: str, maximum: int, what: str) -> int:
+    """The query parameter ``name`` as an integer from 1 to ``maximum``: else 422, saying it
+    must be ``what``."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= maximum:
+        raise Problem(422, f"`{name}` must be {what}.", kind="validation-error",
+                      errors=[{"loc": ["query", name], "msg": what, "type": "range"}])
+    return value
+
+
 def page_limit(raw: str | None, maximum: int) -> int | None:
     if raw is None:
         return None
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= INT32_MAX:
-        raise Problem(422, "`limit` must be a positive 32-bit integer.", kind="validation-error",
-                      errors=[{"loc": ["query", "limit"], "msg": "a positive integer",
-                               "type": "range"}])
-    return min(limit, maximum)
+    return min(positive_query_int(raw, "limit", INT32_MAX, "a positive 32-bit integer"),
+               maximum)
 
 
 # What ``GET /notes/{id}`` can answer: the note as JSON (the default), or its content itself.
