@@ -186,12 +186,10 @@ def export_notes(settings: Settings, folder: Path, owner: str | None) -> int:
 
     async def write(engine: AsyncEngine) -> int:
         user = await _owner(engine, owner)
-        store, written, after = TransferStore(engine), 0, None
-        while page := await store.page(owner_id=user and user.id, after=after, limit=100):
-            for note in page:
-                (folder / file_name(note)).write_bytes(render(note))
-            written += len(page)
-            after = page[-1].id
+        written = 0
+        async for note in TransferStore(engine).notes(user and user.id):
+            (folder / file_name(note)).write_bytes(render(note))
+            written += 1
         return written
 
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):

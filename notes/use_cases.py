@@ -21,8 +21,6 @@ from notes.store.queries import NoteStore, PageKey, StoredNote
 from notes.store.transfer import TransferStore
 from notes.transfer import ExportedNote
 
-EXPORT_PAGE = 100  # notes read from the database at once for an export
-
 
 class NoteNotFound(LookupError):
     pass
@@ -226,20 +224,18 @@ async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list,
         await hub.release(room)
 
 
-__all__ = [
-    "EditTooOld", "InvalidCursor", "InvalidNote", "NoteLimits", "NoteNotFound",
-    "PreconditionFailed", "apply_http_edit", "create_note", "delete_note", "etag_of",
-    "etag_matches", "list_notes", "read_note", "update_note",
-]
-
-
 async def exported_notes(transfers: TransferStore, hub: Hub, owner_id: uuid.UUID | None
                          ) -> AsyncIterator[ExportedNote]:
     """Every note ``owner_id`` owns (None: everyone's) outside the trash, with the live text of
-    those open in this process, a page at a time."""
-    after = None
-    while page := await transfers.page(owner_id=owner_id, after=after, limit=EXPORT_PAGE):
-        for note in page:
-            room = hub.get(note.id)
-            yield note if room is None else replace(note, title=room.title, content=room.content)
-        after = page[-1].id
+    those open in this process."""
+    async for note in transfers.notes(owner_id):
+        room = hub.get(note.id)
+        yield note if room is None else replace(note, title=room.title, content=room.content)
+
+
+__all__ = [
+    "EditTooOld", "InvalidCursor", "InvalidNote", "NoteLimits", "NoteNotFound",
+    "PreconditionFailed", "apply_http_edit", "create_note", "delete_note", "etag_of",
+    "etag_matches", "exported_notes", "list_notes", "read_note", "update_note",
+]
+

@@ -356,6 +356,10 @@ class NoteStore(Statements):
             return None
         if not row.has_log:
             return _stored(row)
+        return await self.merged(note_id)
+
+    async def merged(self, note_id: uuid.UUID) -> StoredNote | None:
+        """The stored note with its log's updates merged in (None: gone)."""
         live = await self.load_live(note_id)
         if live is None:
             return None

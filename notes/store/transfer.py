@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notes.store.database import Statements
 from notes.store.queries import NoteStore
@@ -37,8 +38,9 @@ WITH input AS (
 )
 SELECT count(*) FROM made
 """
-BATCH_NOTES = 200
-BATCH_BYTES = 8 * 1024 * 1024
+EXPORT_PAGE = 100  # notes read from the database at once for an export
+BATCH_NOTES = 200  # an import's notes in one statement, or fewer that hold BATCH_CHARACTERS
+BATCH_CHARACTERS = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,19 +50,21 @@ class Imported:
 
 
 class TransferStore(Statements):
-    async def page(self, *, owner_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
-                   ) -> list[ExportedNote]:
-        """Notes outside the trash by id order (``owner_id`` None: everyone's), with the update
-        log's acknowledged edits merged in."""
-        rows = await self._all(_PAGE, owner_id=owner_id, after=after, limit=limit)
-        notes = NoteStore(self.engine)
-        page = []
-        for row in rows:
-            title, content = row.title, row.content
-            if row.has_log and (merged := await notes.get(row.id)) is not None:
-                title, content = merged.title, merged.content
-            page.append(ExportedNote(row.id, title, content, row.created_at, row.updated_at))
-        return page
+    def __init__(self, engine: AsyncEngine):
+        super().__init__(engine)
+        self._notes = NoteStore(engine)
+
+    async def notes(self, owner_id: uuid.UUID | None) -> AsyncIterator[ExportedNote]:
+        """Every note outside the trash (``owner_id`` None: everyone's), by id, read a page at
+        a time, with the update log's acknowledged edits merged in."""
+        after = None
+        while rows := await self._all(_PAGE, owner_id=owner_id, after=after, limit=EXPORT_PAGE):
+            for row in rows:
+                title, content = row.title, row.content
+                if row.has_log and (merged := await self._notes.merged(row.id)) is not None:
+                    title, content = merged.title, merged.content
+                yield ExportedNote(row.id, title, content, row.created_at, row.updated_at)
+            after = rows[-1].id
 
     async def import_notes(self, notes: Iterable[ExportedNote], *,
                            owner_id: uuid.UUID | None, authors: list[str]) -> Imported:
@@ -81,7 +85,7 @@ class TransferStore(Statements):
                 batch.append(note)
                 total += 1
                 size += len(note.content)
-                if len(batch) >= BATCH_NOTES or size >= BATCH_BYTES:
+                if len(batch) >= BATCH_NOTES or size >= BATCH_CHARACTERS:
                     imported += await store()
                     batch, size = [], 0
             if batch:
