@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -175,26 +176,28 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def sql(database_url: str) -> Callable[..., list]:
-    """Run one SQL statement against the test database (fresh connection each time)."""
+def run_sql(database_url: str, statement: str, **params) -> list:
+    """Run one SQL statement against a database (a fresh connection); its rows, if any."""
     from sqlalchemy import text
 
     from notes.store.database import make_engine
 
-    def run(statement: str, **params) -> list:
-        async def go() -> list:
-            engine = make_engine(database_url, pool_size=1)
-            try:
-                async with engine.begin() as connection:
-                    result = await connection.execute(text(statement), params)
-                    return list(result.all()) if result.returns_rows else []
-            finally:
-                await engine.dispose()
+    async def go() -> list:
+        engine = make_engine(database_url, pool_size=1)
+        try:
+            async with engine.begin() as connection:
+                result = await connection.execute(text(statement), params)
+                return list(result.all()) if result.returns_rows else []
+        finally:
+            await engine.dispose()
 
-        return asyncio.run(go())
+    return asyncio.run(go())
 
-    return run
+
+@pytest.fixture
+def sql(database_url: str) -> Callable[..., list]:
+    """Run one SQL statement against the test database (fresh connection each time)."""
+    return partial(run_sql, database_url)
 
 
 @pytest.fixture

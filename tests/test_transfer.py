@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, TEST_SERVER_ENV
+from conftest import ROOT, TEST_SERVER_ENV, run_sql
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_auth import sign_up
@@ -237,25 +237,12 @@ def empty_database(tmp_path_factory):
     embedded.delete()
 
 
-def _rows(sql_url: str, ids: list[str]) -> dict[str, tuple]:
-    import asyncio
-
-    from sqlalchemy import text
-
-    from notes.store.database import make_engine
-
-    async def read() -> list:
-        engine = make_engine(sql_url, pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                return list((await connection.execute(text(
-                    "SELECT id::text, title, content, created_at, updated_at,"
-                    " (SELECT count(*) FROM note_versions v WHERE v.note_id = notes.id)"
-                    " FROM notes WHERE id::text = ANY(:ids)"), {"ids": ids})).all())
-        finally:
-            await engine.dispose()
-
-    return {row[0]: tuple(row[1:]) for row in asyncio.run(read())}
+def _rows(database_url: str, ids: list[str]) -> dict[str, tuple]:
+    rows = run_sql(database_url,
+                   "SELECT id::text, title, content, created_at, updated_at,"
+                   " (SELECT count(*) FROM note_versions v WHERE v.note_id = notes.id)"
+                   " FROM notes WHERE id::text = ANY(:ids)", ids=ids)
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def test_export_then_import_into_an_empty_database_gives_the_same_notes(
