@@ -21,6 +21,7 @@ from notes.collab.delta import (
     transform,
     transform_cursor,
     transform_index,
+    transform_past,
     utf8_offset,
     validate_delta,
 )
@@ -340,3 +341,39 @@ def test_utf8_offset() -> None:
     text = "aé漢😀b"
     assert [utf8_offset(text, i) for i in range(6)] == [0, 1, 3, 6, 10, 11]
     assert utf8_offset("plain ascii", 5) == 5
+
+
+@st.composite
+def splice_on(draw: st.DrawFn, text: str) -> list[dict]:
+    """A keystroke-like delta on ``text``: one insert and/or delete at one place."""
+    pos = draw(st.integers(0, len(text)))
+    deleted = draw(st.integers(0, min(3, len(text) - pos)))
+    inserted = draw(st.sampled_from(["", "x", "é漢", "😀"]))
+    return normalize([{"retain": pos}, {"insert": inserted} if inserted else {"retain": 0},
+                      {"delete": deleted} if deleted else {"retain": 0}])
+
+
+@st.composite
+def edit_and_later_revisions(draw: st.DrawFn) -> tuple[list[dict], list[list[dict]]]:
+    """An edit made on a text, and the revisions applied since (each on the text before it),
+    mostly single-place ones, as typing makes them."""
+    text = draw(st.text(alphabet="ab", max_size=12))
+    edit = normalize(draw(st.one_of(splice_on(text), deltas_on(text))))
+    later = []
+    for _ in range(draw(st.integers(0, 8))):
+        delta = normalize(draw(st.one_of(splice_on(text), splice_on(text), deltas_on(text))))
+        later.append(delta)
+        text = apply_delta(text, delta)
+    return edit, later
+
+
+@settings(max_examples=2000, deadline=None)
+@given(edit_and_later_revisions())
+def test_transform_past_equals_transforming_one_by_one(
+        case: tuple[list[dict], list[list[dict]]]) -> None:
+    """The arithmetic for single-place edits gives exactly what the general walk gives."""
+    edit, later = case
+    expected = edit
+    for revision in later:
+        expected = transform(expected, revision, a_first=False)
+    assert transform_past(edit, later) == expected

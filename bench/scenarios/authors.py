@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from array import array
@@ -23,6 +24,8 @@ from bench import harness as h
 from bench.clients import TOKEN, TOKEN_STR, Follower, open_many, sha, wait_until
 from bench.wsclient import WsClient
 from notes.collab.delta import length_change
+
+EDIT_PREFIX = b'{"type":"edit","rev":'
 
 
 class Author:
@@ -47,6 +50,19 @@ class Author:
         return self
 
     def on_message(self, payload: bytes, now: int) -> None:
+        if payload.startswith(EDIT_PREFIX):
+            # Most frames are another author's insert; read it without parsing the JSON (the
+            # server writes it compactly, `rev` first): its insert is made of whole tokens only
+            # (authors only insert tokens), so the text grows by their length.
+            end = payload.find(b",", len(EDIT_PREFIX))
+            if end > 0 and payload[len(EDIT_PREFIX):end].isdigit():
+                self.rev = int(payload[len(EDIT_PREFIX):end])
+                lat, grown = self.lat, 0
+                for m in TOKEN.finditer(payload, end):
+                    lat.append(now - int(m.group(3)))
+                    grown += m.end() - m.start()
+                self.length += grown
+                return
         msg = json.loads(payload)
         kind = msg["type"]
         if kind == "edit":
@@ -268,6 +284,8 @@ def run_step(server: h.Server, count: int, seconds: float, rate: float) -> dict:
 
 def run(cluster: h.Cluster, quick: bool) -> dict:
     steps = [10, 50] if quick else [10, 25, 50, 75, 100, 150, 200]
+    if os.environ.get("BENCH_AUTHORS"):  # other steps, e.g. BENCH_AUTHORS=150,200,300
+        steps = [int(n) for n in os.environ["BENCH_AUTHORS"].split(",")]
     seconds = 3 if quick else 8
     db = cluster.fresh_database("authors")
     server = h.Server(db, name="authors").start()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Iterable
 
 from notes.collab.text import text_problem
 
@@ -242,6 +243,70 @@ def transform(a: Delta, b: Delta, *, a_first: bool) -> Delta:
                 continue
             _push_op(ops, op_a)
     return _finish(ops)
+
+
+# A revision is mostly one keystroke: a retain, then an insert or a delete at one place. One such
+# edit transformed past another is arithmetic on (position, inserted text, deleted count), which
+# ``transform_past`` does wherever both are that simple and where they do not overlap; the
+# general walk does the rest (tests/test_delta.py checks that the two always agree).
+Splice = tuple[int, str, int]
+
+
+def as_splice(delta: Delta) -> Splice | None:
+    """A canonical delta that changes one place as (position, inserted text, deleted count);
+    None for any other."""
+    pos, text, deleted, i, n = 0, "", 0, 0, len(delta)
+    if i < n and "retain" in delta[i]:
+        pos, i = delta[i]["retain"], i + 1
+    if i < n and "insert" in delta[i]:
+        text, i = delta[i]["insert"], i + 1
+    if i < n and "delete" in delta[i]:
+        deleted, i = delta[i]["delete"], i + 1
+    return (pos, text, deleted) if i == n else None
+
+
+def _splice_delta(splice: Splice) -> Delta:
+    pos, text, deleted = splice
+    if not text and not deleted:
+        return []
+    ops: Delta = [{"retain": pos}] if pos else []
+    if text:
+        ops.append({"insert": text})
+    if deleted:
+        ops.append({"delete": deleted})
+    return ops
+
+
+def _splice_after(a: Splice, b: Splice) -> Splice | None:
+    """``a`` rewritten to apply after ``b`` (b's insert first at the same position) when the two
+    do not overlap; None when they do (the general walk decides)."""
+    pa, ia, da = a
+    pb, ib, db = b
+    if not ib and not db:
+        return a
+    if pa + da < pb or (pa + da == pb and (da or not ib)):
+        return a  # wholly before b
+    if pa >= pb + db:
+        return (pa - db + len(ib), ia, da)  # wholly after b: moved by what b changed
+    return None
+
+
+def transform_past(delta: Delta, later: Iterable[Delta]) -> Delta:
+    """``delta`` (canonical) transformed past each of ``later`` in turn, as
+    ``transform(delta, b, a_first=False)`` for each ``b``: those went first."""
+    splice = as_splice(delta)
+    for b in later:
+        if splice is not None:
+            b_splice = as_splice(b)
+            if b_splice is not None:
+                moved = _splice_after(splice, b_splice)
+                if moved is not None:
+                    splice = moved
+                    continue
+            delta = _splice_delta(splice)
+        delta = transform(delta, b, a_first=False)
+        splice = as_splice(delta)
+    return delta if splice is None else _splice_delta(splice)
 
 
 def compose(a: Delta, b: Delta) -> Delta:

@@ -17,6 +17,7 @@ import secrets
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
 from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
@@ -156,6 +157,8 @@ class LiveDocument:
         # client's ``since`` from another process (or an earlier load) is never taken for ours.
         self.epoch = secrets.token_hex(6)
         self._history: deque[Revision] = deque(maxlen=history_limit)
+        # The text's length after each revision of the history (and before the oldest).
+        self._lengths: deque[int] = deque([len(self._text)], maxlen=history_limit + 1)
         # String refs of the edits applied here or stored anywhere (the log): a resent edit is
         # recognised by its ref. ref -> its revision here (None: applied elsewhere).
         self._refs: dict[str, int | None] = {}
@@ -229,7 +232,7 @@ class LiveDocument:
         count = self._rev - base_rev
         if count == 0:
             return []
-        return list(self._history)[-count:]
+        return list(islice(reversed(self._history), count))[::-1]  # (not a copy of it all)
 
     def recent_revisions(self, count: int) -> list[Revision]:
         """The last ``count`` revisions (persisted with the note, so they survive a restart)."""
@@ -268,16 +271,14 @@ class LiveDocument:
         later = self._after(base_rev)
         if isinstance(ref, str) and ref in self._refs:
             return self._original(ref), True
-        base_text_length = len(self._text) - sum(deltas.length_change(r.delta) for r in later)
+        base_text_length = self._lengths[-1 - len(later)]
         reach = deltas.base_length(ops)
         if reach > base_text_length:
             raise BadDelta(
                 f"the delta reaches code point {reach} but revision {base_rev} "
                 f"has only {base_text_length}"
             )
-        transformed = deltas.normalize(ops)
-        for revision in later:
-            transformed = deltas.transform(transformed, revision.delta, a_first=False)
+        transformed = deltas.transform_past(deltas.normalize(ops), (r.delta for r in later))
         return self._commit(transformed, client, ref), False
 
     def replace_text(self, new_text: str, *, client: str | None = None) -> Revision | None:
@@ -308,6 +309,7 @@ class LiveDocument:
         self._rev += 1
         revision = Revision(self._rev, delta, client, ref)
         self._history.append(revision)
+        self._lengths.append(len(self._text))
         if isinstance(ref, str):
             self._remember(ref, self._rev)
         return revision

@@ -67,6 +67,10 @@ class Member(Protocol):
 
 
 Observer = Callable[["Room", Event], None]
+# Held until ``stored`` (None: nothing of its own to wait for) is done: a frame for some members
+# or an event for every member then present but its origin: (stored, members, frame or event,
+# origin).
+_Held = tuple["asyncio.Future[None] | None", list["Member"], "Frame | Event", "Member | None"]
 # Stores one change (its Yjs update and the client's ref) in the update log; the future resolves
 # once it is committed (None: nothing to wait for).
 Write = Callable[[bytes, Any], "asyncio.Future[None] | None"]
@@ -91,8 +95,8 @@ class Room:
         self.max_title = max_title
         self.write = write
         self.members: dict[str, Member] = {}
-        # Frames waiting for a change to be stored, per member: (stored, frame), in order.
-        self._held: dict[str, tuple[Member, deque[tuple[asyncio.Future[None] | None, Frame]]]] = {}
+        # What waits for a change to be stored, in order (see ``_hold``).
+        self._held: deque[_Held] = deque()
         self._last_write: asyncio.Future[None] | None = None
         self._unstored_refs: dict[str, asyncio.Future[None]] = {}
         self.cursors: dict[str, dict | None] = {}
@@ -170,10 +174,24 @@ class Room:
         if stored is not None and stored.done():
             stored = None
         others = stored if hold_all else None
-        if origin is not None:  # (first: of the frames held for this change, its ack goes first)
-            self._tell_origin(origin, event, stored)
+        if others is None and not self._held:
+            self._broadcast(list(self.members.values()), event, origin)
+            if origin is not None:
+                self._tell_origin(origin, event, stored)
+        else:
+            if origin is not None:  # (of the frames held for this change, its ack goes first)
+                self._tell_origin(origin, event, stored)
+            # Held, or behind what is: the same event for everyone then (encoded at release).
+            self._held.append((others, list(self.members.values()), event, origin))
+        if stored is not None:
+            stored.add_done_callback(self._release)
+        for observer in self.observers:
+            observer(self, event)
+
+    def _broadcast(self, members: list[Member], event: Event, origin: Member | None) -> None:
+        """Send ``event`` to ``members`` but its origin, encoded once per codec."""
         frames: dict[Codec, Frame | None] = {}
-        for member in list(self.members.values()):
+        for member in members:
             if member is origin:
                 continue
             codec = member.codec
@@ -182,22 +200,15 @@ class Room:
             else:
                 frame = frames[codec] = codec.encode(event)
             if frame is not None:
-                self._send(member, frame, others)
-        if stored is not None:
-            stored.add_done_callback(self._release)
-        for observer in self.observers:
-            observer(self, event)
+                member.send(frame)
 
     def _send(self, member: Member, frame: Frame,
               stored: asyncio.Future[None] | None = None) -> None:
-        """Send now, or hold the frame behind ``stored`` and the member's earlier held frames."""
-        held = self._held.get(member.id)
-        if held is None:
-            if stored is None:
-                member.send(frame)
-                return
-            held = self._held[member.id] = (member, deque())
-        held[1].append((stored, frame))
+        """Send now, or hold the frame behind ``stored`` and whatever is held already."""
+        if stored is None and not self._held:
+            member.send(frame)
+        else:
+            self._held.append((stored, [member], frame, None))
 
     def _tell_origin(self, origin: Member, event: Event,
                      stored: asyncio.Future[None] | None = None) -> None:
@@ -206,12 +217,20 @@ class Room:
             self._send(origin, own, stored)
 
     def _release(self, _stored: object = None) -> None:
-        """A change is stored: send every member's held frames up to the first not stored."""
-        for member_id, (member, held) in list(self._held.items()):
-            while held and (held[0][0] is None or held[0][0].done()):
-                member.send(held.popleft()[1])
-            if not held:
-                del self._held[member_id]
+        """A change is stored: send what is held, in order, up to the first change not stored.
+
+        Every member gets everything in the order it was emitted; a member that left meanwhile
+        gets nothing more, one that joined since gets what was emitted after it joined.
+        """
+        held, members = self._held, self.members
+        while held and (held[0][0] is None or held[0][0].done()):
+            _, recipients, what, origin = held.popleft()
+            present = [m for m in recipients if members.get(m.id) is m]
+            if isinstance(what, (str, bytes)):
+                for member in present:
+                    member.send(what)
+            else:
+                self._broadcast(present, what, origin)
 
     def _store(self, update: bytes | None, ref: Any = None) -> asyncio.Future[None] | None:
         """Write a change made here to the update log (if the room has one)."""
@@ -252,7 +271,6 @@ class Room:
     def leave(self, member: Member) -> None:
         if self.members.pop(member.id, None) is None:
             return
-        self._held.pop(member.id, None)
         self.cursors.pop(member.id, None)
         removal = self.awareness.remove_owner(member.id)
         if removal is not None:

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from sanic import Blueprint, Request
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WireFrame
+from websockets.frames import Opcode
 from websockets.protocol import OPEN
 
 from notes.collab.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Access
@@ -37,31 +39,81 @@ MAX_NAME = 100
 DIRECT_WRITE_LIMIT = 64 * 1024
 
 
+class Outbox:
+    """The frames for sockets that keep up, written once per turn of the event loop.
+
+    A server's frames are unmasked and, without extensions, the same bytes for every socket:
+    a broadcast is framed once, whoever gets it (``wire``). Everything a socket gets in one turn
+    of the loop goes out in one write at the end of it (``flush``): one syscall a socket a turn,
+    however many revisions the turn made.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[SocketConnection] = []
+        self._framed: dict[int, tuple[Frame, bytes]] = {}  # id(frame) -> (frame, its bytes)
+
+    def wire(self, frame: Frame) -> bytes:
+        """``frame`` as a websocket frame on the wire (built once a turn for the same object;
+        the entry keeps the object alive, so its id is not reused meanwhile)."""
+        framed = self._framed.get(id(frame))
+        if framed is not None and framed[0] is frame:
+            return framed[1]
+        if isinstance(frame, str):
+            data = WireFrame(Opcode.TEXT, frame.encode()).serialize(mask=False)
+        else:
+            data = WireFrame(Opcode.BINARY, frame).serialize(mask=False)
+        self._framed[id(frame)] = (frame, data)
+        return data
+
+    def add(self, connection: SocketConnection) -> None:
+        """``connection`` has bytes to write at the end of this turn."""
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.append(connection)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        self._framed.clear()
+        for connection in pending:
+            connection.write_out()
+
+
+OUTBOX = Outbox()  # (one event loop a process)
+
+
 class SocketConnection:
     """A room's member for one socket: ``send`` never blocks.
 
-    A frame for a socket that keeps up is written to its transport at once (no task switch, no
-    lock: fan-out's hot path). Otherwise it waits in a bounded queue that a writer task drains;
-    a reader that falls ``queue_size`` messages behind is cut off with 1013, so a slow client
-    never slows the room down.
+    A frame for a socket that keeps up goes to the ``Outbox``, which writes it to the transport
+    at the end of this turn of the loop with the socket's other frames of the turn (no task
+    switch, no lock: fan-out's hot path). Otherwise it waits in a bounded queue that a writer
+    task drains; a reader that falls ``queue_size`` messages behind is cut off with 1013, so a
+    slow client never slows the room down.
     """
 
     def __init__(self, ws: WebsocketImplProtocol, name: str, queue_size: int, codec: Codec,
-                 access: Access):
+                 access: Access, outbox: Outbox = OUTBOX):
         self.id = uuid.uuid4().hex[:12]
         self.name = name
         self.codec = codec
         self.access = access
         self.ws = ws
+        self.outbox = outbox
         self.queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=queue_size)
         self.close_code: int | None = None
         self.close_reason = ""
         self.writing = False  # the writer task is inside ws.send
+        self._out: list[bytes] = []  # framed, for the outbox's next flush
 
     def send(self, frame: Frame) -> None:
         if self.close_code is not None:
             return
-        if not self.writing and self.queue.empty() and self._write_now(frame):
+        if self._out:  # (while some wait for the flush, the queue is empty: order is kept)
+            self._out.append(self.outbox.wire(frame))
+            return
+        if not self.writing and self.queue.empty() and self._keeps_up():
+            self._out.append(self.outbox.wire(frame))
+            self.outbox.add(self)
             return
         try:
             self.queue.put_nowait(frame)
@@ -79,6 +131,7 @@ class SocketConnection:
 
     def fail(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
+        self._out.clear()
         self.ws.fail_connection(code, reason)
         # Wake the handler's pending recv so that the room lets go of this connection now: a
         # client that does not read never answers the close, and the transport would linger
@@ -87,28 +140,29 @@ class SocketConnection:
         if pending_recv is not None and not pending_recv.done():
             pending_recv.cancel()
 
-    def _write_now(self, frame: Frame) -> bool:
-        """Frame and write ``frame`` now if the socket is open and its transport keeps up.
-
-        Synchronous, so frames never interleave with the writer task's or Sanic's pings (those
-        frame and hand over their bytes without awaiting in between).
-        """
+    def _open_transport(self):
+        """The socket's transport if the websocket is open and it can take bytes, else None."""
         ws = self.ws
         transport = ws.io_proto.transport if ws.io_proto else None
-        if (transport is None or transport.is_closing() or ws.ws_proto.state is not OPEN
-                or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT):
-            return False
-        if isinstance(frame, str):
-            ws.ws_proto.send_text(frame.encode())
-        else:
-            ws.ws_proto.send_binary(frame)
-        for data in ws.ws_proto.data_to_send():
-            transport.write(data)
-        return True
+        if transport is None or transport.is_closing() or ws.ws_proto.state is not OPEN:
+            return None
+        return transport
+
+    def _keeps_up(self) -> bool:
+        transport = self._open_transport()
+        return transport is not None and transport.get_write_buffer_size() <= DIRECT_WRITE_LIMIT
+
+    def write_out(self) -> None:
+        """Write the frames waiting for the flush in one go (dropped if the socket closed)."""
+        out, self._out = self._out, []
+        transport = self._open_transport() if out else None
+        if transport is not None:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def write_messages(self) -> None:
         while True:
             frame = await self.queue.get()
+            self.write_out()  # (none wait for the flush while the queue has frames; to be sure)
             if frame is None:
                 await self.ws.close(self.close_code or 1000, self.close_reason)
                 return
