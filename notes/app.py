@@ -17,11 +17,12 @@ from notes.config import Settings
 from notes.http import auth, live, notes, shares, site
 from notes.http import history as history_routes
 from notes.http import transfer as transfer_routes
+from notes.http.encoding import dumps
 from notes.http.openapi_docs import configure_docs, openapi
 from notes.http.problems import handle_exception
 from notes.http.site import STATIC_DIR
 from notes.store.accounts import AccountStore
-from notes.store.database import make_engine
+from notes.store.database import HotPool, make_engine
 from notes.store.fanout import PostgresFanout
 from notes.store.queries import NoteStore
 from notes.store.transfer import TransferStore
@@ -72,7 +73,7 @@ class RedactTokens(logging.Filter):
 def create_app(settings: Settings, name: str = "notes") -> Sanic:
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (the CLI starts the embedded one)")
-    app = Sanic(name)
+    app = Sanic(name, dumps=dumps)  # UTF-8 JSON (orjson), see notes.http.encoding
     app.ctx.settings = settings
     app.config.REQUEST_MAX_SIZE = settings.max_body
     app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_size
@@ -110,8 +111,10 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
 async def _open_resources(app: Sanic) -> None:
     settings: Settings = app.ctx.settings
     app.ctx.engine = make_engine(settings.database_url)
-    app.ctx.store = NoteStore(app.ctx.engine)
-    app.ctx.account_store = AccountStore(app.ctx.engine)
+    # The reads every request makes (credential, role, note) run on asyncpg directly.
+    app.ctx.hot = await HotPool(settings.database_url).open()
+    app.ctx.store = NoteStore(app.ctx.engine, app.ctx.hot)
+    app.ctx.account_store = AccountStore(app.ctx.engine, app.ctx.hot)
     app.ctx.transfers = TransferStore(app.ctx.engine)
     app.ctx.accounts = Accounts(
         app.ctx.account_store, session_days=settings.session_days,
@@ -153,6 +156,7 @@ async def _flush_and_close(app: Sanic) -> None:
 
 
 async def _close_resources(app: Sanic) -> None:
+    await app.ctx.hot.close()
     await app.ctx.engine.dispose()
 
 

@@ -134,8 +134,11 @@ async def create_note(store: NoteStore, limits: NoteLimits, title: str, content:
 
 
 async def read_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
-                    role: Role | None = None) -> StoredNote:
-    note = await store.get(note_id)
+                    role: Role | None = None, reader: uuid.UUID | None = None) -> StoredNote:
+    """The note (its live text when it is open here), with ``role``; or, given ``reader``,
+    only if that user may read it, with their role (looked up in the note's own statement):
+    ``NoteNotFound`` otherwise, exactly as for a note that does not exist."""
+    note = await store.get(note_id, reader=reader)
     if note is None:
         raise NoteNotFound(note_id)
     return _live_view(note, hub.get(note_id), role)

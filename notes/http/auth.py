@@ -183,6 +183,22 @@ async def role_on(request: Request, note_id: uuid.UUID) -> Role | None:
     return await caller_role(request, require_caller(request), note_id)
 
 
+def read_access(request: Request, note_id: uuid.UUID) -> tuple[Role | None, uuid.UUID | None]:
+    """Who may read the note, for a read that checks the role in the note's own statement:
+    (the caller's role, None) when it is known without the database (accounts off: owner; a
+    share link: its role, on its one note), else (None, the user whose role the read looks
+    up). 404 when a share link is for another note."""
+    if not _settings(request).auth_on:
+        return Role.OWNER, None
+    caller = require_caller(request)
+    if caller.link is not None:
+        if caller.link.note_id != note_id:
+            raise not_found()
+        return caller.link.role, None
+    assert caller.user is not None
+    return None, caller.user.id
+
+
 def not_found() -> Problem:
     return Problem(404, "No note with this id.", kind="not-found")
 

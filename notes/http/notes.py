@@ -14,7 +14,7 @@ from sanic_ext.extensions.openapi.definitions import Parameter, Response
 from notes import use_cases
 from notes.collab.document import EditRejected
 from notes.collab.text import text_problem
-from notes.http.auth import account_of, author_of, authorize, not_found
+from notes.http.auth import account_of, author_of, authorize, not_found, read_access
 from notes.http.bodies import parse_body
 from notes.http.openapi_docs import NOTE_ID, header, json_body, ok, openapi, problems, query
 from notes.http.problems import Problem
@@ -190,9 +190,9 @@ def _content_response(note: StoredNote, media_type: str, etag: str) -> HTTPRespo
 )
 async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     ctx = _ctx(request)
-    role = await authorize(request, note_id)
+    role, reader = read_access(request, note_id)
     try:
-        note = await use_cases.read_note(ctx.store, ctx.hub, note_id, role=role)
+        note = await use_cases.read_note(ctx.store, ctx.hub, note_id, role=role, reader=reader)
     except use_cases.NoteNotFound:
         raise not_found() from None
     media_type = _wanted_type(request)

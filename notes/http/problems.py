@@ -6,7 +6,7 @@ import asyncio
 import logging
 from http import HTTPStatus
 
-from asyncpg.exceptions import PostgresConnectionError
+from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
 from sanic import Request
 from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import HTTPResponse, json
@@ -95,8 +95,10 @@ def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
 def database_unavailable(exception: BaseException) -> bool:
     """Connection-level database failures (not bugs): answered with 503."""
     while exception is not None:
+        # (asyncpg's own errors: from the hot reads, which run on asyncpg directly)
         if isinstance(exception, (OSError, asyncio.TimeoutError, InterfaceError,
-                                  OperationalError, PostgresConnectionError)):
+                                  OperationalError, PostgresConnectionError,
+                                  OperatorInterventionError)):
             return True
         if isinstance(exception, DBAPIError) and exception.connection_invalidated:
             return True

@@ -84,11 +84,13 @@ _USER_BY_NAME = text(
     "SELECT id, username, created_at, password_hash FROM users WHERE username = :username"
 )
 _SET_PASSWORD_HASH = text("UPDATE users SET password_hash = :password_hash WHERE id = :id")
+# The hot reads (``Statements._hot``: asyncpg, prepared), run on every request with credentials:
+# the credential and its user, and the user's role on a note.
 _CREDENTIAL = {
-    kind: text(
+    kind: (
         f"SELECT c.id, c.secret_hash, {expires} AS expires_at,"
         " u.id AS user_id, u.username, u.created_at"
-        f" FROM {table} c JOIN users u ON u.id = c.user_id WHERE c.id = :id"
+        f" FROM {table} c JOIN users u ON u.id = c.user_id WHERE c.id = $1"
     )
     for kind, table, expires in (("session", "sessions", "c.expires_at"),
                                  ("token", "api_tokens", "NULL::timestamptz"))
@@ -108,10 +110,10 @@ _LIST_TOKENS = text(
     " ORDER BY created_at, id"
 )
 _DELETE_TOKEN = text("DELETE FROM api_tokens WHERE id = :id AND user_id = :user_id")
-_ROLE = text(
-    "SELECT CASE WHEN n.owner_id = :user_id THEN 'owner' ELSE s.role END AS role"
-    " FROM notes n LEFT JOIN shares s ON s.note_id = n.id AND s.user_id = :user_id"
-    " WHERE n.id = :note_id AND n.deleted_at IS NULL"  # (a trashed note is nobody's to see)
+_ROLE = (
+    "SELECT CASE WHEN n.owner_id = $2 THEN 'owner' ELSE s.role END AS role"
+    " FROM notes n LEFT JOIN shares s ON s.note_id = n.id AND s.user_id = $2"
+    " WHERE n.id = $1 AND n.deleted_at IS NULL"  # (a trashed note is nobody's to see)
 )
 _OWNER = text(
     "SELECT u.id, u.username, u.created_at FROM notes n JOIN users u ON u.id = n.owner_id"
@@ -133,9 +135,9 @@ _CREATE_LINK = text(
     " VALUES (:id, :note_id, :role, :secret_hash) RETURNING id, note_id, role, created_at"
 )
 # (a link to a trashed note opens nothing until the note is restored)
-_LINK = text(
+_LINK = (  # (a hot read too: every request with a share link)
     "SELECT l.id, l.note_id, l.role, l.created_at, l.secret_hash FROM share_links l"
-    " JOIN notes n ON n.id = l.note_id AND n.deleted_at IS NULL WHERE l.id = :id"
+    " JOIN notes n ON n.id = l.note_id AND n.deleted_at IS NULL WHERE l.id = $1"
 )
 _LINKS = text(
     "SELECT id, note_id, role, created_at FROM share_links WHERE note_id = :note_id"
@@ -179,11 +181,12 @@ class AccountStore(Statements):
 
     async def credential(self, kind: str, credential_id: uuid.UUID) -> StoredCredential | None:
         """A ``"session"`` or ``"token"`` by its id, with its user."""
-        row = await self._one(_CREDENTIAL[kind], id=credential_id)
+        row = await self._hot(_CREDENTIAL[kind], credential_id)
         if row is None:
             return None
-        return StoredCredential(row.id, User(row.user_id, row.username, row.created_at),
-                                row.secret_hash, row.expires_at)
+        return StoredCredential(row["id"], User(row["user_id"], row["username"],
+                                                row["created_at"]),
+                                row["secret_hash"], row["expires_at"])
 
     async def create_session(self, user_id: uuid.UUID, credential_id: uuid.UUID,
                              secret_hash: bytes, expires_at: datetime) -> None:
@@ -214,8 +217,8 @@ class AccountStore(Statements):
 
     async def role(self, note_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
         """The user's role on the note: None if they may not see it (or it does not exist)."""
-        row = await self._one(_ROLE, note_id=note_id, user_id=user_id)
-        return None if row is None or row.role is None else Role(row.role)
+        row = await self._hot(_ROLE, note_id, user_id)
+        return None if row is None or row["role"] is None else Role(row["role"])
 
     async def owner(self, note_id: uuid.UUID) -> User | None:
         row = await self._one(_OWNER, note_id=note_id)
@@ -242,8 +245,10 @@ class AccountStore(Statements):
                                      role=role.value, secret_hash=secret_hash))
 
     async def link(self, link_id: uuid.UUID) -> StoredLink | None:
-        row = await self._one(_LINK, id=link_id)
-        return None if row is None else StoredLink(_link(row), row.secret_hash)
+        row = await self._hot(_LINK, link_id)
+        return None if row is None else StoredLink(
+            LinkInfo(row["id"], row["note_id"], Role(row["role"]), row["created_at"]),
+            row["secret_hash"])
 
     async def links(self, note_id: uuid.UUID) -> list[LinkInfo]:
         return [_link(row) for row in await self._all(_LINKS, note_id=note_id)]

@@ -14,7 +14,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    exists,
     func,
     insert,
     literal,
@@ -182,8 +181,20 @@ _CREATE = (
     .returning(*_PUBLIC_COLUMNS)
 )
 _LOG_OF_NOTE = log_table.c.note_id == notes_table.c.id
-_GET = select(*_PUBLIC_COLUMNS, exists().where(_LOG_OF_NOTE).label("has_log")).where(
-    _LIVE_BY_ID)
+# The hot reads (``Statements._hot``: asyncpg, prepared): a note outside the trash, whether its
+# log has updates, and with ``_GET_AS`` the reader's role in the same statement, found only if
+# they may read it (they own it or it is shared with them).
+_NOTE_FIELDS = (
+    "n.id, n.title, n.content, n.rev, n.version, n.created_at, n.updated_at,"
+    " (SELECT username FROM users WHERE users.id = n.owner_id) AS owner,"
+    " EXISTS (SELECT 1 FROM note_updates l WHERE l.note_id = n.id) AS has_log"
+)
+_GET = f"SELECT {_NOTE_FIELDS} FROM notes n WHERE n.id = $1 AND n.deleted_at IS NULL"
+_GET_AS = (
+    f"SELECT {_NOTE_FIELDS}, CASE WHEN n.owner_id = $2 THEN 'owner' ELSE s.role END AS role"
+    " FROM notes n LEFT JOIN shares s ON s.note_id = n.id AND s.user_id = $2"
+    " WHERE n.id = $1 AND n.deleted_at IS NULL AND (n.owner_id = $2 OR s.user_id IS NOT NULL)"
+)
 # One statement, so one snapshot: a compaction between reading the row and its log cannot hide
 # updates from both.
 _LOAD_LIVE = select(
@@ -348,15 +359,25 @@ class NoteStore(Statements):
                 "authors": list(authors), "label": None})
         return _stored(row)
 
-    async def get(self, note_id: uuid.UUID) -> StoredNote | None:
-        """The stored note: its snapshot, with the log's updates since merged in if there are
-        any (a process acknowledged them and has not compacted them yet, or died)."""
-        row = await self._one(_GET, note_id=note_id)
+    async def get(self, note_id: uuid.UUID, *, reader: uuid.UUID | None = None
+                  ) -> StoredNote | None:
+        """The stored note outside the trash: its snapshot, with the log's updates since merged
+        in if there are any (a process acknowledged them and has not compacted them yet, or
+        died). ``reader``: only if that user may read it, with their ``role`` (one statement).
+        """
+        if reader is None:
+            row = await self._hot(_GET, note_id)
+        else:
+            row = await self._hot(_GET_AS, note_id, reader)
         if row is None:
             return None
-        if not row.has_log:
-            return _stored(row)
-        return await self.merged(note_id)
+        role = None if reader is None else row["role"]
+        if not row["has_log"]:
+            return StoredNote(row["id"], row["title"], row["content"], row["rev"],
+                              row["version"], row["created_at"], row["updated_at"],
+                              row["owner"], role=role)
+        merged = await self.merged(note_id)
+        return None if merged is None else replace(merged, role=role)
 
     async def merged(self, note_id: uuid.UUID) -> StoredNote | None:
         """The stored note with its log's updates merged in (None: gone)."""
