@@ -54,9 +54,10 @@ class HotPool:
     acquire and release (a reset query per release, timeouts, a queue) cost about as much CPU
     as the statement itself.
 
-    A connection that fails (closed by the server, say) or whose statement was interrupted
-    (the request was cancelled mid-statement) is closed, never reused; a read that fails because
-    an idle connection had died meanwhile is run once more on a new one.
+    A connection that fails (closed by the server, say) is closed, never reused; a read that
+    fails because an idle connection had died meanwhile is run once more on a new one. One
+    whose statement was interrupted (the request was cancelled) is reused once PostgreSQL has
+    cancelled the statement (asyncpg sees to both).
     """
 
     def __init__(self, url: str, *, size: int = 10, name: str = "notes-hot"):
@@ -158,8 +159,13 @@ class HotPool:
             if was_idle:
                 return await self.fetchrow(query, *args)
             raise
-        except BaseException:  # (cancelled mid-statement: the connection's state is unknown)
-            self._drop(connection)
+        except BaseException:
+            # Cancelled mid-statement (the request was): asyncpg asks PostgreSQL to cancel the
+            # statement, and the connection's next statement waits until it has.
+            if connection.is_closed():
+                self._drop(connection)
+            else:
+                self._release(connection)
             raise
         self._release(connection)
         return row
