@@ -1,6 +1,8 @@
-"""5. REST: GET and PUT of a note and a search, single worker, measured with wrk (Debian's), beside
-Sanic's own floor (bench/floor_app.py: one route, constant JSON, no database) in the same run. The
-GET runs twice: with accounts off, and on a second server with accounts on and a token.
+"""5. REST: GET and PUT of a note, a page of the listing and a search, single worker, measured with
+wrk (Debian's), beside Sanic's own floor (bench/floor_app.py: one route, constant JSON, no
+database) in the same run. The GET runs twice: with accounts off, and on a second server with
+accounts on and a token; a third server (accounts on, `notes serve --workers 2`) answers the GET
+and the search with a token, its CPU counted over all its processes.
 
 wrk runs one thread with 32 connections for each case; the server is the one notes process (one
 worker). PUT changes the content on every request (a counter in a small Lua script), so each one
@@ -61,7 +63,8 @@ def parse_wrk(out: str) -> dict:
 
 
 def wrk(url: str, seconds: int, connections: int, pid: int, script: str | None = None,
-        header: str | None = None) -> dict:
+        header: str | None = None, tree: bool = False) -> dict:
+    """``tree``: the server's CPU is its process and all its descendants' (its workers)."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if script:
         cmd += ["-s", script]
@@ -70,7 +73,8 @@ def wrk(url: str, seconds: int, connections: int, pid: int, script: str | None =
     # Warm up (and let the server's database pool open its connections, so that their postgres
     # backends exist when their CPU is counted).
     subprocess.run(cmd[:3] + ["-d1s"] + cmd[4:] + [url], capture_output=True, timeout=60)
-    cpu, pg = h.CpuMeter([pid]), h.CpuMeter(h.postgres_pids())
+    cpu = h.TreeCpuMeter(pid) if tree else h.CpuMeter([pid])
+    pg = h.CpuMeter(h.postgres_pids())
     machine = h.MachineMeter()
     proc = subprocess.Popen(cmd + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -99,6 +103,9 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     # The same, with accounts on (NOTES_AUTH=on, the default of `notes serve`): a token on every
     # request, so a credential lookup and a role check each.
     secured = h.Server(db, env={"NOTES_AUTH": "on"}, name="rest-auth").start()
+    # And with two worker processes (`notes serve --workers 2`), for REST-heavy loads.
+    workers = h.Server(db, env={"NOTES_AUTH": "on"}, name="rest-auth-2w",
+                       argv=[sys.executable, "-m", "notes", "serve", "--workers", "2"]).start()
     floor = h.Server("", name="floor",
                      argv=[sys.executable, str(h.ROOT / "bench" / "floor_app.py"), "0"])
     floor.argv[-1] = str(floor.port)
@@ -128,15 +135,21 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
             ("GET /notes/{id}", server, f"{server.url}/notes/{get_id}", None, None),
             ("GET /notes/{id} (token)", secured, f"{secured.url}/notes/{secured_id}", None,
              bearer),
+            ("GET /notes?limit=10", server, f"{server.url}/notes?limit=10", None, None),
             ("GET /notes?q=zulu&limit=10", server, f"{server.url}/notes?q=zulu&limit=10", None,
              None),
             ("PUT /notes/{id}", server, f"{server.url}/notes/{put_id}", lua, None),
+            ("GET /notes/{id} (token, 2 workers)", workers,
+             f"{workers.url}/notes/{secured_id}", None, bearer),
+            ("GET /notes?q=zulu&limit=10 (token, 2 workers)", workers,
+             f"{workers.url}/notes?q=zulu&limit=10", None, bearer),
             ("floor (again)", floor, f"{floor.url}/floor", None, None),
         ]
         for name, proc, url, script, header in targets:
-            r = h.quiet_cell(wrk, url, seconds, connections, proc.pid, script, header)
+            r = h.quiet_cell(wrk, url, seconds, connections, proc.pid, script, header,
+                             proc is workers)
             cases[name] = r
-            print(f"  rest {name:<28} {r['rps']} req/s  p50 {r['p50_ms']} p99 {r['p99_ms']} ms  "
+            print(f"  rest {name:<44} {r['rps']} req/s  p50 {r['p50_ms']} p99 {r['p99_ms']} ms  "
                   f"non-2xx {r['non_2xx']}  server cpu {r['server_cpu']['cores']} postgres "
                   f"{r['postgres_cpu']['cores']}  others {r['others_cores_attempts']}", flush=True)
         # Checks: the answers are right.
@@ -145,6 +158,12 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
         status, page = server.request("GET", "/notes?q=zulu&limit=10")
         search_ok = (status == 200 and len(page["items"]) == 10
                      and all("zulu" in n["content"] for n in page["items"]))
+        auth = {"authorization": f"Bearer {token}"}
+        for proc in (secured, workers):
+            status, note = proc.request("GET", f"/notes/{secured_id}", headers=auth)
+            get_ok = get_ok and status == 200 and note["content"] == content
+            status, page = proc.request("GET", "/notes?q=zulu&limit=10", headers=auth)
+            search_ok = search_ok and status == 200 and len(page["items"]) == 10
         final = f"final put {uuid.uuid4()}"
         status, _ = server.request("PUT", f"/notes/{put_id}", {"title": "rest put",
                                                                  "content": final})
@@ -154,6 +173,7 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
     finally:
         server.stop()
         secured.stop()
+        workers.stop()
         floor.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     floor_rps = max(cases["floor"]["rps"], cases["floor (again)"]["rps"])

@@ -46,10 +46,10 @@ def note_json(note: StoredNote) -> dict:
     return NoteOut.model_validate(note, from_attributes=True).model_dump(mode="json")
 
 
-def note_response(note: StoredNote, status: int = 200, headers: dict | None = None
-                  ) -> HTTPResponse:
+def note_response(note: StoredNote, status: int = 200, headers: dict | None = None,
+                  etag: str | None = None) -> HTTPResponse:
     headers = {
-        "ETag": use_cases.etag_of(note.title, note.content, note.role),
+        "ETag": etag or use_cases.etag_of(note.title, note.content, note.role),
         **PER_CALLER,
         **(headers or {}),
     }
@@ -204,7 +204,7 @@ async def read_note(request: Request, note_id: uuid.UUID) -> HTTPResponse:
         return empty(304, headers={"ETag": etag, **PER_CALLER})
     if media_type != JSON_TYPE:
         return _content_response(note, media_type, etag)
-    return note_response(note, headers={"Vary": PER_CALLER["Vary"] + ", Accept"})
+    return note_response(note, headers={"Vary": PER_CALLER["Vary"] + ", Accept"}, etag=etag)
 
 
 async def _update(request: Request, note_id: uuid.UUID, model: type[BaseModel]) -> HTTPResponse:
