@@ -143,21 +143,27 @@ class HotPool:
         self._wake()
 
     async def fetchrow(self, query: str, *args) -> asyncpg.Record | None:
+        return await self._run("fetchrow", query, args)
+
+    async def fetch(self, query: str, *args) -> list[asyncpg.Record]:
+        return await self._run("fetch", query, args)
+
+    async def _run(self, method: str, query: str, args: tuple):
         connection, was_idle = await self._acquire()
         try:
-            row = await connection.fetchrow(query, *args)
+            row = await getattr(connection, method)(query, *args)
         except asyncpg.PostgresError as error:
             if isinstance(error, _CONNECTION_LOST):
                 self._drop(connection)
                 if was_idle:  # (died while idle: the server restarted, or killed it)
-                    return await self.fetchrow(query, *args)
+                    return await self._run(method, query, args)
             else:  # the statement failed; the connection is fine
                 self._release(connection)
             raise
         except (asyncpg.InterfaceError, OSError):
             self._drop(connection)
             if was_idle:
-                return await self.fetchrow(query, *args)
+                return await self._run(method, query, args)
             raise
         except BaseException:
             # Cancelled mid-statement (the request was): asyncpg asks PostgreSQL to cancel the
@@ -190,6 +196,14 @@ class Statements:
         async with self.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
             return await raw.fetchrow(query, *args)
+
+    async def _hot_all(self, query: str, *args) -> list[asyncpg.Record]:
+        """Every row of a hot read (a page of the listing)."""
+        if self.hot is not None:
+            return await self.hot.fetch(query, *args)
+        async with self.engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            return await raw.fetch(query, *args)
 
     async def _one(self, statement, **params):
         async with self.reader.connect() as connection:

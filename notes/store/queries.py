@@ -25,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DataError, IntegrityError
 
 from notes.collab.document import merge_snapshot
@@ -129,10 +130,6 @@ def _trashed(row) -> TrashedNote:
                        row.deleted_at)
 
 
-def _listed(row) -> StoredNote:
-    return replace(_stored(row), role=row.role)
-
-
 _READER = bindparam("reader", type_=Uuid)
 # The reader's share of each note (a left join: their own notes have none).
 _READERS_SHARE = and_(shares_table.c.note_id == notes_table.c.id,
@@ -224,7 +221,16 @@ _REF_STORED = text(
     "SELECT EXISTS (SELECT 1 FROM note_updates WHERE note_id = :note_id AND ref = :ref)"
     " OR COALESCE((SELECT refs ? :ref FROM notes WHERE id = :note_id), false)"
 )
-_LISTINGS = {(search, paged, reader): _listing(search=search, paged=paged, reader=reader)
+def _asyncpg_sql(statement) -> tuple[str, tuple[str, ...], dict]:
+    """A statement as asyncpg's SQL, once: the text, its parameters' names in ``$n`` order,
+    and the values of those it binds itself (literals)."""
+    compiled = statement.compile(dialect=asyncpg_dialect())
+    return compiled.string, tuple(compiled.positiontup), dict(compiled.params)
+
+
+# (hot reads: each page of the listing and search runs on asyncpg directly)
+_LISTINGS = {(search, paged, reader): _asyncpg_sql(_listing(search=search, paged=paged,
+                                                            reader=reader))
              for search in (False, True) for paged in (False, True) for reader in (False, True)}
 _SAVE = (
     update(notes_table)
@@ -401,13 +407,14 @@ class NoteStore(Statements):
     ) -> list[StoredNote]:
         """Notes, newest-updated first, with the reader's role in each; ``query`` filters by
         PostgreSQL full-text search. ``reader``: only the notes that user may read (None: all)."""
-        statement = _LISTINGS[bool(query), after is not None, reader is not None]
-        params = {"limit": limit, "query": query, "reader": reader}
+        sql, names, bound = _LISTINGS[bool(query), after is not None, reader is not None]
+        params = {**bound, "limit": limit, "query": query, "reader": reader}
         if after is not None:
             params |= {"after_updated_at": after.updated_at, "after_id": after.id}
-        async with self.reader.connect() as connection:
-            rows = (await connection.execute(statement, params)).all()
-        return [_listed(row) for row in rows]
+        rows = await self._hot_all(sql, *(params[name] for name in names))
+        return [StoredNote(row["id"], row["title"], row["content"], row["rev"], row["version"],
+                           row["created_at"], row["updated_at"], row["owner"], role=row["role"])
+                for row in rows]
 
     async def save(
         self,
