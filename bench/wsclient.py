@@ -79,15 +79,15 @@ class WsClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time_ns()
-        buf = self._buf
-        buf += data
         self.bytes_in += len(data)
         if not self._open:
-            end = buf.find(b"\r\n\r\n")
+            self._buf += data
+            end = self._buf.find(b"\r\n\r\n")
             if end < 0:
                 return
-            head = bytes(buf[:end]).decode("latin-1")
-            del buf[:end + 4]
+            head = bytes(self._buf[:end]).decode("latin-1")
+            data = bytes(self._buf[end + 4:])
+            self._buf.clear()
             status = head.split("\r\n", 1)[0]
             if " 101 " not in status + " ":
                 self.opened.set_exception(HandshakeError(status))
@@ -99,33 +99,44 @@ class WsClient(asyncio.Protocol):
                     self.extensions = value.strip()
             self._open = True
             self.opened.set_result(True)
-        n = len(buf)
+        elif self._buf:
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf.clear()
+        # One pass over immutable bytes; an unfinished frame's bytes wait in _buf.
+        n = len(data)
         pos = 0
+        on_message = self.on_message if self.first.done() else None
         while n - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            length = b1 & 127
-            head = 2
-            if length == 126:
+            b0 = data[pos]
+            length = data[pos + 1]
+            if length < 126:
+                start = pos + 2
+            elif length == 126:
                 if n - pos < 4:
                     break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                head = 4
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 4
             elif length == 127:
                 if n - pos < 10:
                     break
-                length = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                head = 10
-            if b1 & 128:
-                head += 4  # a masked server frame would be a protocol error; skip the key
-            end = pos + head + length
+                length = int.from_bytes(data[pos + 2:pos + 10], "big")
+                start = pos + 10
+            else:  # masked: a server never masks its frames (RFC 6455 5.1)
+                self.transport.abort()
+                return
+            end = start + length
             if end > n:
                 break
-            payload = bytes(buf[pos + head:end])
             pos = end
-            self._frame(b0, payload, now)
-        if pos:
-            del buf[:pos]
+            if b0 == 0x81 and on_message is not None:  # a whole text frame: the hot path
+                self.frames += 1
+                on_message(data[start:end], now)
+            else:
+                self._frame(b0, data[start:end], now)
+                on_message = self.on_message if self.first.done() else None
+        if pos < n:
+            self._buf += data[pos:]
 
     def _frame(self, b0: int, payload: bytes, now: int) -> None:
         opcode = b0 & 15

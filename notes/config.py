@@ -28,6 +28,9 @@ class Settings:
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     ws_queue_size: int = 1000  # outgoing messages buffered per connection (close 1013 above)
+    # A socket's frames go out in one write per turn of the event loop, and at most one write
+    # per socket in this many milliseconds while the server is busy (0: every turn).
+    ws_batch_ms: float = 5.0
     access_log: bool = False
     # "log": an acknowledged edit is in PostgreSQL (the update log, group commit). "debounce":
     # acknowledged at once and stored by the debounced save: fewest writes, but a crash loses up

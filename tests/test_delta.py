@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from notes.collab.delta import (
     DeltaError,
     apply_delta,
+    as_splice,
     base_length,
     compose,
     diff,
@@ -376,4 +377,4 @@ def test_transform_past_equals_transforming_one_by_one(
     expected = edit
     for revision in later:
         expected = transform(expected, revision, a_first=False)
-    assert transform_past(edit, later) == expected
+    assert transform_past(edit, [(b, as_splice(b)) for b in later]) == expected

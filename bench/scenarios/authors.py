@@ -25,7 +25,7 @@ from bench.clients import TOKEN, TOKEN_STR, Follower, open_many, sha, wait_until
 from bench.wsclient import WsClient
 from notes.collab.delta import length_change
 
-EDIT_PREFIX = b'{"type":"edit","rev":'
+EDIT_PREFIX = b'{"type":"edit","rev":'  # (21 bytes)
 
 
 class Author:
@@ -51,17 +51,19 @@ class Author:
 
     def on_message(self, payload: bytes, now: int) -> None:
         if payload.startswith(EDIT_PREFIX):
-            # Most frames are another author's insert; read it without parsing the JSON (the
-            # server writes it compactly, `rev` first): its insert is made of whole tokens only
-            # (authors only insert tokens), so the text grows by their length.
-            end = payload.find(b",", len(EDIT_PREFIX))
-            if end > 0 and payload[len(EDIT_PREFIX):end].isdigit():
-                self.rev = int(payload[len(EDIT_PREFIX):end])
-                lat, grown = self.lat, 0
-                for m in TOKEN.finditer(payload, end):
-                    lat.append(now - int(m.group(3)))
-                    grown += m.end() - m.start()
-                self.length += grown
+            # Most frames are another author's insert, read without parsing the JSON: the
+            # server writes it compactly, `rev` first, and authors insert whole tokens only.
+            comma = payload.find(b",", 21)
+            start = payload.find(b'"insert":"', comma) + 10
+            end = payload.find(b'"', start)
+            if start >= 10 and end > 0 and payload.find(b'"delete"', comma) < 0:
+                self.rev = int(payload[21:comma])
+                inserted = payload[start:end]
+                self.length += end - start
+                if inserted.count(b"[") == 1:
+                    self.lat.append(now - int(inserted[inserted.rindex(b".") + 1:-1]))
+                else:
+                    self.received(inserted, now)
                 return
         msg = json.loads(payload)
         kind = msg["type"]
@@ -245,6 +247,7 @@ def run_step(server: h.Server, count: int, seconds: float, rate: float) -> dict:
     observer.start()
     ready = authors.collect("ready", 120) + observer.collect("ready", 60)
     join_errors = sum(len(r["errors"]) for r in ready)
+    before = server.health()
     server_cpu, load_cpu = server.cpu(), h.CpuMeter(authors.pids + observer.pids)
     machine = h.MachineMeter()
     authors.go.set()
@@ -254,6 +257,11 @@ def run_step(server: h.Server, count: int, seconds: float, rate: float) -> dict:
         typed.update({int(k): v for k, v in part["typed"].items()})
     observer.collect("typed", 10)
     cpu, lcpu, busy = server_cpu.read(), load_cpu.read(), machine.read()
+    after = server.health()
+    frames = after.get("frames_sent", 0) - before.get("frames_sent", 0)
+    writes = after.get("socket_writes", 0) - before.get("socket_writes", 0)
+    edits = after.get("log_entries", 0) - before.get("log_entries", 0)
+    commits = after.get("log_commits", 0) - before.get("log_commits", 0)
     final = server.get_note(note_id)
     for w in (authors, observer):
         w.shared.value = final["rev"]
@@ -277,6 +285,14 @@ def run_step(server: h.Server, count: int, seconds: float, rate: float) -> dict:
         "errors": dict(errors), "closed": len(closed), "close_codes": sorted(set(closed)),
         "join_errors": join_errors, "behind": sum(r["behind"] for r in results),
         "server_cpu": cpu, "loadgen_cpu": lcpu, "machine_cores": busy,
+        # What a delivered frame and an edit cost the server (its CPU over the typing, shared
+        # by both), and how many frames a socket write carried.
+        "frames_sent": frames, "socket_writes": writes, "log_commits": commits,
+        "edits_per_commit": round(edits / commits, 2) if commits else None,
+        "frames_per_write": round(frames / writes, 2) if writes else None,
+        "server_us_per_frame": round(cpu["cpu_s"] * 1e6 / frames, 2) if frames else None,
+        "server_us_per_edit": round(cpu["cpu_s"] * 1e6 / edits, 1) if edits else None,
+        "loadgen_us_per_frame": round(lcpu["cpu_s"] * 1e6 / frames, 2) if frames else None,
         "others_cores": round(max(0.0, busy - cpu["cores"] - lcpu["cores"]), 2),
         "text_ok": text_ok, "text_sha": sha(final["content"]), "text_len": len(final["content"]),
     }
@@ -299,7 +315,11 @@ def run(cluster: h.Cluster, quick: bool) -> dict:
             print(f"  authors A={count:<4} p50 {h.fmt_ms(lat['p50'])} p95 {h.fmt_ms(lat['p95'])}"
                   f" p99 {h.fmt_ms(lat['p99'])} ms  server cpu {step['server_cpu']['cores']}  "
                   f"loadgen {step['loadgen_cpu']['cores']}  others "
-                  f"{step['others_cores_attempts']}  errors {step['errors']} closed "
+                  f"{step['others_cores_attempts']}  frames/write {step['frames_per_write']}  "
+                  f"edits/commit {step['edits_per_commit']}  ack p50 {step['ack_rtt_ms']['p50']}  "
+                  f"server us/frame {step['server_us_per_frame']}  "
+                  f"loadgen us/frame {step['loadgen_us_per_frame']}  "
+                  f"errors {step['errors']} closed "
                   f"{step['closed']}  ok={step['text_ok']}", flush=True)
             if past_cliff(step) and cliff is None:
                 cliff = count

@@ -277,31 +277,28 @@ def _splice_delta(splice: Splice) -> Delta:
     return ops
 
 
-def _splice_after(a: Splice, b: Splice) -> Splice | None:
-    """``a`` rewritten to apply after ``b`` (b's insert first at the same position) when the two
-    do not overlap; None when they do (the general walk decides)."""
-    pa, ia, da = a
-    pb, ib, db = b
-    if not ib and not db:
-        return a
-    if pa + da < pb or (pa + da == pb and (da or not ib)):
-        return a  # wholly before b
-    if pa >= pb + db:
-        return (pa - db + len(ib), ia, da)  # wholly after b: moved by what b changed
-    return None
-
-
-def transform_past(delta: Delta, later: Iterable[Delta]) -> Delta:
+def transform_past(delta: Delta, later: Iterable[tuple[Delta, Splice | None]]) -> Delta:
     """``delta`` (canonical) transformed past each of ``later`` in turn, as
-    ``transform(delta, b, a_first=False)`` for each ``b``: those went first."""
+    ``transform(delta, b, a_first=False)`` for each ``b``: those went first. ``later`` gives
+    each delta with its ``as_splice``.
+
+    While both are single-place edits that do not overlap, ``delta`` is either wholly before
+    ``b`` (unchanged; at the same position b's insert goes first) or wholly after it (moved by
+    what b inserted and deleted); the general walk does every other case.
+    """
     splice = as_splice(delta)
-    for b in later:
+    for b, b_splice in later:
         if splice is not None:
-            b_splice = as_splice(b)
             if b_splice is not None:
-                moved = _splice_after(splice, b_splice)
-                if moved is not None:
-                    splice = moved
+                pa, ia, da = splice
+                pb, ib, db = b_splice
+                if not ib and not db:
+                    continue
+                end = pa + da
+                if end < pb or (end == pb and (da or not ib)):
+                    continue
+                if pa >= pb + db:
+                    splice = (pa + len(ib) - db, ia, da)
                     continue
             delta = _splice_delta(splice)
         delta = transform(delta, b, a_first=False)

@@ -16,7 +16,7 @@ import hashlib
 import secrets
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 
 from pycrdt import Doc, Text, TextEvent, TransactionEvent
@@ -91,6 +91,9 @@ class Revision:
     delta: Delta
     client: str | None
     ref: object | None = None
+    # The delta as a single-place change, if it is one (worked out once: edits based on older
+    # revisions are transformed past it again and again).
+    splice: deltas.Splice | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,8 @@ class LiveDocument:
                 f"the delta reaches code point {reach} but revision {base_rev} "
                 f"has only {base_text_length}"
             )
-        transformed = deltas.transform_past(deltas.normalize(ops), (r.delta for r in later))
+        transformed = deltas.transform_past(deltas.normalize(ops),
+                                            ((r.delta, r.splice) for r in later))
         return self._commit(transformed, client, ref), False
 
     def replace_text(self, new_text: str, *, client: str | None = None) -> Revision | None:
@@ -307,7 +311,7 @@ class LiveDocument:
 
     def _record(self, delta: Delta, client: str | None, ref: object | None) -> Revision:
         self._rev += 1
-        revision = Revision(self._rev, delta, client, ref)
+        revision = Revision(self._rev, delta, client, ref, deltas.as_splice(delta))
         self._history.append(revision)
         self._lengths.append(len(self._text))
         if isinstance(ref, str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -44,16 +45,22 @@ class Outbox:
 
     A server's frames are unmasked and, without extensions, the same bytes for every socket:
     a broadcast is framed once, whoever gets it (``wire``). Everything a socket gets in one turn
-    of the loop goes out in one write at the end of it (``flush``): one syscall a socket a turn,
-    however many revisions the turn made.
+    of the loop goes out in one write at the end of it (``flush``). A write costs far more than
+    the bytes in it (a syscall, and a wakeup of the reader), so while the server is busy the
+    frames of ``interval`` seconds go out together: the first flush after a quiet spell is at
+    once, the next one not before ``interval`` has passed since the last.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float = 0.0) -> None:
+        self.interval = interval
         self._pending: list[SocketConnection] = []
         self._framed: dict[int, tuple[Frame, bytes]] = {}  # id(frame) -> (frame, its bytes)
+        self._last_flush = -math.inf
+        self.frames = 0  # frames sent, to any socket
+        self.writes = 0  # transport writes they took
 
     def wire(self, frame: Frame) -> bytes:
-        """``frame`` as a websocket frame on the wire (built once a turn for the same object;
+        """``frame`` as a websocket frame on the wire (built once a flush for the same object;
         the entry keeps the object alive, so its id is not reused meanwhile)."""
         framed = self._framed.get(id(frame))
         if framed is not None and framed[0] is frame:
@@ -66,19 +73,30 @@ class Outbox:
         return data
 
     def add(self, connection: SocketConnection) -> None:
-        """``connection`` has bytes to write at the end of this turn."""
+        """``connection`` has bytes to write at the next flush."""
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+            wait = self._last_flush + self.interval - loop.time()
+            if wait > 0:
+                loop.call_later(wait, self.flush)
+            else:
+                loop.call_soon(self.flush)
         self._pending.append(connection)
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
         self._framed.clear()
+        self._last_flush = asyncio.get_running_loop().time()
         for connection in pending:
             connection.write_out()
 
 
 OUTBOX = Outbox()  # (one event loop a process)
+
+
+@bp.before_server_start
+async def _configure_outbox(app, _loop=None) -> None:
+    OUTBOX.interval = app.ctx.settings.ws_batch_ms / 1000
 
 
 class SocketConnection:
@@ -158,6 +176,8 @@ class SocketConnection:
         transport = self._open_transport() if out else None
         if transport is not None:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.outbox.frames += len(out)
+            self.outbox.writes += 1
 
     async def write_messages(self) -> None:
         while True:
@@ -169,6 +189,8 @@ class SocketConnection:
             self.writing = True
             try:
                 await self.ws.send(frame)
+                self.outbox.frames += 1
+                self.outbox.writes += 1
             finally:
                 self.writing = False
 

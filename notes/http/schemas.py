@@ -172,6 +172,9 @@ class ProcessStats(BaseModel):
     saves: int = Field(description="snapshots written (compactions)")
     catch_ups: int = Field(description="times an open note was caught up from the log")
     listen_reconnects: int
+    frames_sent: int = Field(description="websocket frames sent to clients")
+    socket_writes: int = Field(description="transport writes those frames took (a socket's "
+                               "frames of one turn of the event loop go out in one write)")
 
 
 class Health(BaseModel):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, file, json, text
 
+from notes.http import live
 from notes.http.openapi_docs import ok, openapi, problems
 from notes.http.problems import Problem
 from notes.http.schemas import Health
@@ -41,7 +42,9 @@ async def health(request: Request) -> HTTPResponse:
     except Exception:
         raise Problem(503, "The database does not answer.", kind="database-unavailable") from None
     return json({"status": "ok", "database": "ok",
-                 "process": {"pid": os.getpid(), **request.app.ctx.hub.stats()}})
+                 "process": {"pid": os.getpid(), **request.app.ctx.hub.stats(),
+                             "frames_sent": live.OUTBOX.frames,
+                             "socket_writes": live.OUTBOX.writes}})
 
 
 @bp.get("/", ctx_public=True)
