@@ -679,3 +679,29 @@ def quiet_cell(fn: Callable[..., dict], *args) -> dict:
     best = min(attempts, key=lambda r: r.get("others_cores", 0.0))
     best["others_cores_attempts"] = [r.get("others_cores") for r in attempts]
     return best
+
+
+def health_each(server: Server, count: int, timeout: float = 10.0) -> dict[int, dict]:
+    """``process`` of GET /health from each of ``count`` processes sharing the server's port
+    (``notes serve --workers N``: one worker answers each request), by pid: asked again until
+    ``count`` different pids answered or ``timeout`` s passed (then fewer)."""
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < count and time.monotonic() < deadline:
+        process = server.health()
+        seen[process["pid"]] = process
+    return seen
+
+
+def summed_counts(before: dict[int, dict], after: dict[int, dict]) -> dict[str, int]:
+    """The integer counters of :func:`health_each` readings, after - before, summed over the
+    processes read both times (``processes``: how many)."""
+    out: dict[str, int] = {"processes": 0}
+    for pid, reading in after.items():
+        if pid not in before:
+            continue
+        out["processes"] += 1
+        for key, value in counts_since(before[pid], reading).items():
+            if key != "pid":
+                out[key] = out.get(key, 0) + value
+    return out

@@ -228,6 +228,30 @@ def authors_instances(r: dict) -> list[str]:
          for s in r["steps"]))
 
 
+def authors_mixed(r: dict) -> list[str]:
+    """Half the authors on Yjs (odd ids), or (``authors_workers``) all JSON on 2 workers."""
+    yjs = any(s.get("yjs_authors") for s in r["steps"])
+    split = ["JSON receivers p50 / p99", "Yjs receivers p50 / p99",
+             "tokens typed on Yjs p50 / p99"] if yjs else []
+    return _table(
+        ["authors>", *(["Yjs authors>"] if yjs else ["server processes>"]), "keystrokes>",
+         "revisions>", "latency p50 / p95 / p99 / max (ms)", *split,
+         "ack p50 / p99 (ms)", "delivery>", "server CPU>", "PostgreSQL CPU>",
+         "load generators>", "machine>", "other work>", "errors / closed", "text"],
+        ([f"{s['authors']}{' (cliff)' if s['authors'] == r['cliff'] else ''}",
+          s["yjs_authors"] if yjs else s["server_processes"], s["typed"], s["revisions"],
+          _lat(s["latency_ms"]),
+          *([_p(s["json_receivers_ms"]), _p(s["yjs_receivers_ms"]),
+             _p(s["yjs_senders_ms"])] if yjs else []),
+          _p(s["ack_rtt_ms"]), s["delivery"], s["server_cpu"]["cores"],
+          s["postgres_cpu"]["cores"], s["loadgen_cpu"]["cores"], s["machine_cores"],
+          s["others_cores"], f"{sum(s['errors'].values())} / {s['closed']}", _ok(s["text_ok"])]
+         for s in r["steps"]))
+
+
+authors_workers = authors_mixed
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     for path in argv:

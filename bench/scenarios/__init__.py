@@ -2,4 +2,5 @@
 ``rows(result)``."""
 
 NAMES = ["fanout", "authors", "trace", "saves", "rest", "idle", "yjs_fanout", "durability",
-         "fanout_instances", "trace_instances", "authors_instances"]
+         "fanout_instances", "trace_instances", "authors_instances", "authors_mixed",
+         "authors_workers"]
