@@ -241,7 +241,11 @@ def run_step(server: h.Server, cluster: h.Cluster, count: int, seconds: float, r
         "server_cpu": cpu, "postgres_cpu": pcpu, "loadgen_cpu": lcpu, "machine_cores": busy,
         "others_cores": round(max(0.0, busy - cpu["cores"] - pcpu["cores"] - lcpu["cores"]), 2),
         # /health of each server process (summed; ``health_processes`` of them answered)
-        "health_processes": counts["processes"], "frames_sent": frames, "socket_writes": writes,
+        "health_processes": counts["processes"],
+        "per_process": [{k: h.counts_since(before[pid], after[pid]).get(k) for k in
+                         ("frames_sent", "socket_writes", "log_entries", "log_commits")}
+                        for pid in sorted(after) if pid in before],
+        "frames_sent": frames, "socket_writes": writes,
         "log_commits": commits, "log_entries": edits,
         "edits_per_commit": round(edits / commits, 2) if commits else None,
         "frames_per_write": round(frames / writes, 2) if writes else None,
