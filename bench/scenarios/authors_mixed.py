@@ -32,7 +32,8 @@ from bench.ywire import Wire, fetch_text
 
 STEPS = [50, 100, 150, 200]
 QUICK_STEPS = [10, 50]
-#: latency arrays: receiver protocol x sender protocol (j = JSON, y = Yjs)
+#: latency arrays: receiver protocol x sender protocol (j = JSON, y = Yjs; receivers and senders
+#: are told apart by their id, odd = Yjs, so with no Yjs author "jy" holds the odd JSON authors')
 GROUPS = ("jj", "jy", "yj", "yy")
 
 
@@ -229,8 +230,10 @@ def run_step(server: h.Server, cluster: h.Cluster, count: int, seconds: float, r
         **{f"latency_{g}_ms": h.percentiles(lat[g]) for g in GROUPS},
         "json_receivers_ms": h.percentiles(list(lat["jj"]) + list(lat["jy"])),
         "yjs_receivers_ms": h.percentiles(list(lat["yj"]) + list(lat["yy"])),
-        "json_senders_ms": h.percentiles(list(lat["jj"]) + list(lat["yj"])),
-        "yjs_senders_ms": h.percentiles(list(lat["jy"]) + list(lat["yy"])),
+        # by the sender's protocol (with no Yjs author, "y" groups are the odd JSON authors')
+        "json_senders_ms": h.percentiles(list(lat["jj"]) + list(lat["yj"])) if yjs
+        else h.percentiles(every),
+        "yjs_senders_ms": h.percentiles(list(lat["jy"]) + list(lat["yy"]) if yjs else []),
         "ack_rtt_ms": h.percentiles(rtt),
         "delivery": round(len(every) / possible, 5) if possible else None,
         "errors": dict(errors), "closed": len(closed), "close_codes": sorted(set(closed)),
