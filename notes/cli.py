@@ -124,11 +124,11 @@ def serve(settings: Settings, workers: int) -> int:
             print("  accounts: OFF (NOTES_AUTH=off). Every note is open to anyone who can reach "
                   f"{where}: use this on a private machine only.", file=sys.stderr, flush=True)
         if workers == 1:
-            app.run(host=settings.host, port=settings.port, single_process=True,
-                    access_log=settings.access_log, motd=False)
+            app.run(host=settings.host, port=settings.port, backlog=settings.backlog,
+                    single_process=True, access_log=settings.access_log, motd=False)
         else:
-            app.prepare(host=settings.host, port=settings.port, workers=workers,
-                        access_log=settings.access_log, motd=False)
+            app.prepare(host=settings.host, port=settings.port, backlog=settings.backlog,
+                        workers=workers, access_log=settings.access_log, motd=False)
             Sanic.serve(primary=app, app_loader=loader)
     return 0
 

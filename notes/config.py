@@ -15,6 +15,10 @@ class Settings:
     database_wait: float = 30.0  # seconds to wait for NOTES_DATABASE_URL to answer at start
     host: str = "127.0.0.1"
     port: int = 8000
+    # The listen socket's backlog: connections the kernel queues before the server accepts them
+    # (capped by net.core.somaxconn). Sanic's default, 100, is too few when thousands of clients
+    # connect at once, e.g. every socket reconnecting after a restart.
+    backlog: int = 1024
     data_dir: Path = Path(".data")  # where the embedded cluster lives
     max_body: int = 1024 * 1024  # bytes in one HTTP request body
     max_title: int = 200  # code points in a title
@@ -74,11 +78,16 @@ class Settings:
             if value not in allowed:
                 raise ValueError(f"NOTES_{name.upper()}={value!r} is not one of "
                                  + ", ".join(allowed))
+        for name, least in MINIMUMS.items():
+            value = getattr(settings, name)
+            if value < least:
+                raise ValueError(f"NOTES_{name.upper()}={value!r} must be at least {least}")
         return settings
 
 
 DURABILITY = ("log", "debounce")
 CHOICES = {"durability": DURABILITY, "auth": ("on", "off"), "signup": ("open", "closed")}
+MINIMUMS = {"backlog": 1}
 
 
 def _parse(kind: object, raw: str, name: str) -> object:
