@@ -17,16 +17,26 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from notes.collab.access import Role
 from notes.collab.text import field_problem, text_problem
-from notes.store.accounts import AccountStore, LinkInfo, TokenInfo, User, UsernameTaken
+from notes.store.accounts import (
+    AccountStore,
+    LinkInfo,
+    StoredCredential,
+    TokenInfo,
+    User,
+    UsernameTaken,
+)
+
+T = TypeVar("T")  # what a lookup reads beside the credential
 
 USERNAME = re.compile(r"[a-z0-9_.-]{1,40}")
 MIN_PASSWORD = 8
@@ -120,6 +130,15 @@ def parse_secret(token: str, prefix: str = TOKEN_PREFIX) -> tuple[uuid.UUID, str
 
 def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
+
+
+def _verified(kind: str, stored: StoredCredential | None, secret: str) -> Caller | None:
+    """The caller of a stored credential whose secret is ``secret``; None if there is none, it
+    has expired, or the secret is wrong."""
+    if (stored is None or stored.expired
+            or not hmac.compare_digest(stored.secret_hash, _hash(secret))):
+        return None
+    return Caller(stored.user, stored.id, kind)
 
 
 # --- throttling ----------------------------------------------------------------------------------
@@ -252,11 +271,24 @@ class Accounts:
         if parsed is None:
             return None
         credential_id, secret = parsed
-        stored = await self.store.credential(kind, credential_id)
-        if (stored is None or stored.expired
-                or not hmac.compare_digest(stored.secret_hash, _hash(secret))):
-            return None
-        return Caller(stored.user, stored.id, kind)
+        return _verified(kind, await self.store.credential(kind, credential_id), secret)
+
+    async def authenticate_with(
+            self, kind: str, token: str,
+            lookup: Callable[[uuid.UUID], Awaitable[tuple[StoredCredential | None, T]]],
+    ) -> tuple[Caller | None, T | None]:
+        """As ``authenticate``, with the credential found by ``lookup(credential_id)``: a
+        statement that reads something else (``T``) in the same round trip. That something
+        comes back only with a valid caller. A share link is followed as ever (no ``T``)."""
+        if kind == "token" and token.startswith(LINK_PREFIX):
+            return await self._follow_link(token), None
+        parsed = parse_secret(token)
+        if parsed is None:
+            return None, None
+        credential_id, secret = parsed
+        stored, extra = await lookup(credential_id)
+        caller = _verified(kind, stored, secret)
+        return caller, (None if caller is None else extra)
 
     async def still_valid(self, caller: Caller) -> bool:
         """Has the credential ``caller`` came with not ended since (deleted, signed out,

@@ -9,6 +9,8 @@ import re
 from sanic import Sanic
 from sanic.log import access_logger
 from sanic_ext import Extend
+from sanic_ext.extensions.http.extension import HTTPExtension
+from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from notes import __version__, history
 from notes.accounts import Accounts, LoginThrottle
@@ -88,7 +90,11 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
     app.config.API_VERSION = __version__
     app.config.API_DESCRIPTION = API_DESCRIPTION
     configure_docs(app)
-    Extend(app)
+    # Of sanic-ext: the OpenAPI document and the HTTP extension (automatic HEAD and OPTIONS).
+    # Not its dependency injection nor CORS (unused here): each costs every request a signal
+    # handler or a response middleware.
+    app.config.CORS = False
+    Extend(app, built_in_extensions=False, extensions=[OpenAPIExtension, HTTPExtension])
     app.error_handler.add(Exception, handle_exception)
 
     app.blueprint(auth.bp)

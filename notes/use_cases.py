@@ -144,6 +144,11 @@ async def read_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
     return _live_view(note, hub.get(note_id), role)
 
 
+def live_note(hub: Hub, note: StoredNote) -> StoredNote:
+    """A stored note as ``read_note`` gives it: its live text when it is open here."""
+    return _live_view(note, hub.get(note.id))
+
+
 async def list_notes(store: NoteStore, hub: Hub, limits: NoteLimits, *, query: str | None,
                      limit: int | None, cursor: str | None, reader: uuid.UUID | None = None
                      ) -> tuple[list[StoredNote], str | None]:

@@ -284,3 +284,51 @@ async def test_hot_pool_bounds_its_connections_and_survives_cancelled_statements
     finally:
         await pool.close()
         await engine.dispose()
+
+
+# --- the credential and the note in one statement --------------------------------------------
+
+
+def test_a_wrong_secret_is_refused_before_the_note_is_looked_at(world: World):
+    """GET reads the credential and the note in one statement; a token with a real id but the
+    wrong secret is still a 401, for a note that exists and for one that does not."""
+    note_id = world.note()
+    token = world.owner.bearer()["Authorization"].removeprefix("Bearer ")
+    forged = {"Authorization": f"Bearer {token[:-4]}{'AAAA' if token[-4:] != 'AAAA' else 'BBBB'}"}
+    for target in (note_id, str(uuid.uuid4())):
+        refused = httpx.get(f"{world.url}/notes/{target}", headers=forged)
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["www-authenticate"].endswith('error="invalid_token"')
+        assert refused.json()["status"] == 401 and "content" not in refused.json()
+    assert get(world, note_id, world.owner).status_code == 200
+
+
+def test_an_expired_session_is_refused_on_the_get_of_a_note(world: World, sql):
+    note_id = world.note()
+    account = sign_up(world.url, "expiring")
+    assert httpx.put(f"{world.url}/notes/{note_id}/shares/{account.username}",
+                     json={"role": "editor"}, headers=world.owner.bearer()).status_code == 201
+    cookie = {"cookie": f"notes_session={account.client.cookies['notes_session']}"}
+    read = httpx.get(f"{world.url}/notes/{note_id}", headers=cookie)
+    assert read.status_code == 200 and read.json()["role"] == "editor"
+    sql("UPDATE sessions SET expires_at = now() - interval '1 second'"
+        " WHERE user_id = (SELECT id FROM users WHERE username = :name)", name=account.username)
+    assert httpx.get(f"{world.url}/notes/{note_id}", headers=cookie).status_code == 401
+
+
+@pytest.mark.parametrize("microsecond", [0, 123456])
+@pytest.mark.parametrize("role", [None, "owner", "viewer"])
+def test_the_json_of_a_note_is_what_its_schema_dumps(microsecond: int, role: str | None):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from notes.http.notes import note_json
+    from notes.http.schemas import NoteOut
+    from notes.store.queries import StoredNote
+
+    made = datetime(2026, 12, 7, 23, 40, 9, microsecond, tzinfo=UTC)
+    for note in (StoredNote(uuid.uuid4(), TEXT, TEXT * 3, 7, 3, made, made, None, role=role),
+                 StoredNote(uuid.uuid4(), "t", "", 0, 1, made,
+                            made.astimezone(timezone(timedelta(hours=2))), "owner",
+                            epoch="e1", role=role)):
+        assert note_json(note) == NoteOut.model_validate(note, from_attributes=True
+                                                         ).model_dump(mode="json")

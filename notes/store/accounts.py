@@ -86,14 +86,19 @@ _USER_BY_NAME = text(
 _SET_PASSWORD_HASH = text("UPDATE users SET password_hash = :password_hash WHERE id = :id")
 # The hot reads (``Statements._hot``: asyncpg, prepared), run on every request with credentials:
 # the credential and its user, and the user's role on a note.
+# (kind: the table it is kept in, and its expiry)
+CREDENTIAL_TABLES = {"session": ("sessions", "c.expires_at"),
+                     "token": ("api_tokens", "NULL::timestamptz")}
+# The credential's columns (``c``) and its user's (``u``), as ``stored_credential`` reads them.
+CREDENTIAL_FIELDS = {
+    kind: (f"c.id AS credential_id, c.secret_hash, {expires} AS expires_at,"
+           " u.id AS user_id, u.username, u.created_at AS user_created_at")
+    for kind, (_, expires) in CREDENTIAL_TABLES.items()
+}
 _CREDENTIAL = {
-    kind: (
-        f"SELECT c.id, c.secret_hash, {expires} AS expires_at,"
-        " u.id AS user_id, u.username, u.created_at"
-        f" FROM {table} c JOIN users u ON u.id = c.user_id WHERE c.id = $1"
-    )
-    for kind, table, expires in (("session", "sessions", "c.expires_at"),
-                                 ("token", "api_tokens", "NULL::timestamptz"))
+    kind: (f"SELECT {CREDENTIAL_FIELDS[kind]}"
+           f" FROM {table} c JOIN users u ON u.id = c.user_id WHERE c.id = $1")
+    for kind, (table, _) in CREDENTIAL_TABLES.items()
 }
 _CREATE_SESSION = text(
     "INSERT INTO sessions (id, user_id, secret_hash, expires_at)"
@@ -146,6 +151,13 @@ _LINKS = text(
 _DELETE_LINK = text("DELETE FROM share_links WHERE id = :id AND note_id = :note_id")
 
 
+def stored_credential(row) -> StoredCredential:
+    """A credential from a row with ``CREDENTIAL_FIELDS``."""
+    return StoredCredential(row["credential_id"],
+                            User(row["user_id"], row["username"], row["user_created_at"]),
+                            row["secret_hash"], row["expires_at"])
+
+
 def _user(row) -> User:
     return User(row.id, row.username, row.created_at)
 
@@ -182,11 +194,7 @@ class AccountStore(Statements):
     async def credential(self, kind: str, credential_id: uuid.UUID) -> StoredCredential | None:
         """A ``"session"`` or ``"token"`` by its id, with its user."""
         row = await self._hot(_CREDENTIAL[kind], credential_id)
-        if row is None:
-            return None
-        return StoredCredential(row["id"], User(row["user_id"], row["username"],
-                                                row["created_at"]),
-                                row["secret_hash"], row["expires_at"])
+        return None if row is None else stored_credential(row)
 
     async def create_session(self, user_id: uuid.UUID, credential_id: uuid.UUID,
                              secret_hash: bytes, expires_at: datetime) -> None:

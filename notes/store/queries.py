@@ -32,6 +32,12 @@ from notes.collab.document import merge_snapshot
 from notes.collab.journal import LogEntry
 from notes.collab.saver import SaveRejected
 from notes.collab.versions import THINNING, VersionAge, versions_to_drop
+from notes.store.accounts import (
+    CREDENTIAL_FIELDS,
+    CREDENTIAL_TABLES,
+    StoredCredential,
+    stored_credential,
+)
 from notes.store.database import Statements
 from notes.store.models import SEARCH_CONFIG, Note, NoteUpdate, NoteVersion, Share
 
@@ -192,6 +198,17 @@ _GET_AS = (
     " FROM notes n LEFT JOIN shares s ON s.note_id = n.id AND s.user_id = $2"
     " WHERE n.id = $1 AND n.deleted_at IS NULL AND (n.owner_id = $2 OR s.user_id IS NOT NULL)"
 )
+# A request's two reads in one round trip: its credential (a session or an API token) with the
+# user, and the note as ``_GET_AS`` finds it for that user (NULLs: not theirs to read, or none).
+_GET_WITH_CREDENTIAL = {
+    kind: (
+        f"SELECT {CREDENTIAL_FIELDS[kind]}, note.* FROM {table} c"
+        " JOIN users u ON u.id = c.user_id"
+        f" LEFT JOIN LATERAL ({_GET_AS.replace('$2', 'u.id').replace('$1', '$2')}"
+        ") note ON true WHERE c.id = $1"
+    )
+    for kind, (table, _) in CREDENTIAL_TABLES.items()
+}
 # One statement, so one snapshot: a compaction between reading the row and its log cannot hide
 # updates from both.
 _LOAD_LIVE = select(
@@ -377,7 +394,24 @@ class NoteStore(Statements):
             row = await self._hot(_GET_AS, note_id, reader)
         if row is None:
             return None
-        role = None if reader is None else row["role"]
+        return await self._found(row, note_id, None if reader is None else row["role"])
+
+    async def get_with_credential(self, kind: str, credential_id: uuid.UUID,
+                                  note_id: uuid.UUID
+                                  ) -> tuple[StoredCredential | None, StoredNote | None]:
+        """The ``"session"`` or ``"token"`` by its id with its user, and the note as ``get``
+        finds it for that user (``reader``), in one statement: a request's two reads in one
+        round trip. The caller checks the credential before it uses the note."""
+        row = await self._hot(_GET_WITH_CREDENTIAL[kind], credential_id, note_id)
+        if row is None:
+            return None, None
+        credential = stored_credential(row)
+        if row["id"] is None:
+            return credential, None
+        return credential, await self._found(row, note_id, row["role"])
+
+    async def _found(self, row, note_id: uuid.UUID, role: str | None) -> StoredNote | None:
+        """The note of a ``_NOTE_FIELDS`` row, with the log's updates merged in if it has any."""
         if not row["has_log"]:
             return StoredNote(row["id"], row["title"], row["content"], row["rev"],
                               row["version"], row["created_at"], row["updated_at"],
