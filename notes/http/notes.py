@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from urllib.parse import quote
 
 from pydantic import BaseModel
@@ -51,18 +50,12 @@ PER_CALLER = {"Cache-Control": "private, no-cache", "Vary": "Authorization, Cook
 
 
 def note_json(note: StoredNote) -> dict:
-    """A note as the API shows it: ``NoteOut``'s JSON form, built directly (validating a model
-    to dump it again cost a GET as much as its database read; the tests hold the two equal)."""
+    """A note as the API shows it, ``NoteOut``'s JSON form once encoded (``notes.http.encoding``
+    writes the timestamps as pydantic does), built directly: validating a model to dump it
+    again cost a GET as much as its database read. The tests hold the two equal."""
     return {"id": str(note.id), "title": note.title, "content": note.content, "rev": note.rev,
-            "epoch": note.epoch, "version": note.version,
-            "created_at": json_time(note.created_at), "updated_at": json_time(note.updated_at),
-            "owner": note.owner, "role": note.role}
-
-
-def json_time(moment: datetime) -> str:
-    """A timestamp as pydantic writes it: ISO 8601, ``Z`` for UTC."""
-    text = moment.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+            "epoch": note.epoch, "version": note.version, "created_at": note.created_at,
+            "updated_at": note.updated_at, "owner": note.owner, "role": note.role}
 
 
 def note_response(note: StoredNote, status: int = 200, headers: dict | None = None,
