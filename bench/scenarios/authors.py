@@ -299,7 +299,7 @@ def run_step(server: h.Server, count: int, seconds: float, rate: float) -> dict:
 
 
 def run(cluster: h.Cluster, quick: bool) -> dict:
-    steps = [10, 50] if quick else [10, 25, 50, 75, 100, 150, 200]
+    steps = [50, 200] if quick else [10, 25, 50, 75, 100, 150, 200, 300]
     if os.environ.get("BENCH_AUTHORS"):  # other steps, e.g. BENCH_AUTHORS=150,200,300
         steps = [int(n) for n in os.environ["BENCH_AUTHORS"].split(",")]
     seconds = 3 if quick else 8
