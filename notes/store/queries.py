@@ -193,19 +193,27 @@ _NOTE_FIELDS = (
     " EXISTS (SELECT 1 FROM note_updates l WHERE l.note_id = n.id) AS has_log"
 )
 _GET = f"SELECT {_NOTE_FIELDS} FROM notes n WHERE n.id = $1 AND n.deleted_at IS NULL"
-_GET_AS = (
-    f"SELECT {_NOTE_FIELDS}, CASE WHEN n.owner_id = $2 THEN 'owner' ELSE s.role END AS role"
-    " FROM notes n LEFT JOIN shares s ON s.note_id = n.id AND s.user_id = $2"
-    " WHERE n.id = $1 AND n.deleted_at IS NULL AND (n.owner_id = $2 OR s.user_id IS NOT NULL)"
-)
+
+
+def _note_as(note: str, reader: str) -> str:
+    """The note ``note`` with the role of the user ``reader`` (SQL expressions), found only if
+    they may read it."""
+    return (
+        f"SELECT {_NOTE_FIELDS}, CASE WHEN n.owner_id = {reader} THEN 'owner' ELSE s.role END"
+        f" AS role FROM notes n LEFT JOIN shares s ON s.note_id = n.id AND s.user_id = {reader}"
+        f" WHERE n.id = {note} AND n.deleted_at IS NULL"
+        f" AND (n.owner_id = {reader} OR s.user_id IS NOT NULL)"
+    )
+
+
+_GET_AS = _note_as("$1", "$2")
 # A request's two reads in one round trip: its credential (a session or an API token) with the
 # user, and the note as ``_GET_AS`` finds it for that user (NULLs: not theirs to read, or none).
 _GET_WITH_CREDENTIAL = {
     kind: (
         f"SELECT {CREDENTIAL_FIELDS[kind]}, note.* FROM {table} c"
         " JOIN users u ON u.id = c.user_id"
-        f" LEFT JOIN LATERAL ({_GET_AS.replace('$2', 'u.id').replace('$1', '$2')}"
-        ") note ON true WHERE c.id = $1"
+        f" LEFT JOIN LATERAL ({_note_as('$2', 'u.id')}) note ON true WHERE c.id = $1"
     )
     for kind, (table, _) in CREDENTIAL_TABLES.items()
 }
