@@ -6,13 +6,13 @@ import asyncio
 import logging
 import re
 
-from sanic import Sanic
+from sanic import HTTPResponse, Request, Sanic
 from sanic.log import access_logger
 from sanic_ext import Extend
 from sanic_ext.extensions.http.extension import HTTPExtension
 from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
-from notes import __version__, history
+from notes import __version__, history, logs
 from notes.accounts import Accounts, LoginThrottle
 from notes.collab.hub import Hub, HubLimits
 from notes.config import Settings
@@ -51,7 +51,7 @@ class SanicTasks:
 
     def start(self, name: str, coroutine) -> None:
         self.app.purge_tasks()
-        self.app.add_task(coroutine, name=name)
+        self.app.add_task(logs.without_request(coroutine), name=name)
 
     async def cancel(self, name: str) -> None:
         task = self.app.get_task(name, raise_exception=False)
@@ -75,7 +75,10 @@ class RedactTokens(logging.Filter):
 def create_app(settings: Settings, name: str = "notes") -> Sanic:
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (the CLI starts the embedded one)")
-    app = Sanic(name, dumps=dumps)  # UTF-8 JSON (orjson), see notes.http.encoding
+    # (notes.logs installs the one log handler: Sanic's own would print every line again)
+    logs.configure_logging(settings.log_format)
+    app = Sanic(name, dumps=dumps,  # UTF-8 JSON (orjson), see notes.http.encoding
+                configure_logging=False)
     app.ctx.settings = settings
     app.config.REQUEST_MAX_SIZE = settings.max_body
     app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_size
@@ -107,11 +110,25 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
     app.blueprint(site.bp)
     app.static("/static", STATIC_DIR, name="static")
 
+    app.on_request(_begin_request)
     app.on_request(auth.authenticate)
+    app.on_response(_echo_request_id)
     app.before_server_start(_open_resources)
     app.before_server_stop(_flush_and_close)
     app.after_server_stop(_close_resources)
     return app
+
+
+def _begin_request(request: Request) -> None:
+    """The request's id (the client's ``X-Request-ID`` or a new one), for its log lines."""
+    request.ctx.request_id = logs.request_id_of(request.headers.get(logs.REQUEST_ID_HEADER))
+    logs.REQUEST_ID.set(request.ctx.request_id)
+
+
+def _echo_request_id(request: Request, response: HTTPResponse) -> None:
+    request_id = getattr(request.ctx, "request_id", None)
+    if request_id is not None:
+        response.headers[logs.REQUEST_ID_HEADER] = request_id
 
 
 async def _open_resources(app: Sanic) -> None:

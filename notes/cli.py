@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notes.config import Settings
+from notes.logs import configure_logging
 from notes.store.accounts import AccountStore, NoSuchUser
 from notes.store.database import make_engine
 from notes.store.embedded import EmbeddedDatabaseError, EmbeddedPostgres
@@ -266,10 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     import_parser.add_argument("--owner", help="the account the notes become the notes of")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("notes").setLevel(logging.INFO)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     overrides = {key: value for key in ("host", "port")
                  if (value := getattr(args, key, None)) is not None}
     try:
@@ -277,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"notes: {error}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_format)
     try:
         if args.command == "serve":
             return serve(settings, args.workers)

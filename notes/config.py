@@ -36,6 +36,7 @@ class Settings:
     # per socket in this many milliseconds while the server is busy (0: every turn).
     ws_batch_ms: float = 5.0
     access_log: bool = False
+    log_format: str = "text"  # "json": one JSON object per line
     # "log": an acknowledged edit is in PostgreSQL (the update log, group commit). "debounce":
     # acknowledged at once and stored by the debounced save: fewest writes, but a crash loses up
     # to save_max_wait seconds of edits.
@@ -86,7 +87,8 @@ class Settings:
 
 
 DURABILITY = ("log", "debounce")
-CHOICES = {"durability": DURABILITY, "auth": ("on", "off"), "signup": ("open", "closed")}
+CHOICES = {"durability": DURABILITY, "auth": ("on", "off"), "signup": ("open", "closed"),
+           "log_format": ("text", "json")}
 MINIMUMS = {"backlog": 1}
 
 

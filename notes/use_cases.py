@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -36,6 +37,22 @@ class InvalidNote(ValueError):
     def __init__(self, errors: list[dict]):
         super().__init__("; ".join(error["msg"] for error in errors))
         self.errors = errors
+
+
+class NotYetStored(Exception):
+    """A REST write was applied to the live note, but the database did not store it within
+    ``STORE_WAIT`` seconds: it stays in the live note and its save task stores it later."""
+
+
+# Seconds a REST write waits for the database (first to answer at all, then to store the
+# write) before it is answered 503: a stopped or hung database must not hang the request.
+STORE_WAIT = 10.0
+
+
+async def _database_answers(store: NoteStore) -> None:
+    """Raise (a connection error, or TimeoutError) unless the database answers now: a write
+    that could not be stored is refused before it changes anything."""
+    await asyncio.wait_for(store.ping(), STORE_WAIT)
 
 
 class InvalidCursor(ValueError):
@@ -173,15 +190,18 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
         if if_match is not None and not etag_matches(
                 if_match, etag_of(room.title, room.content, role)):
             raise PreconditionFailed(note_id)
+        await _database_answers(store)
         if content is not None:
             room.replace_content(content, author=author)
         if title is not None:
             room.set_title(title, author=author)
         try:
-            stored = await hub.flush(room)
+            stored = await asyncio.wait_for(hub.flush(room), STORE_WAIT)
         except SaveRejected as refusal:
             raise InvalidNote([{"loc": [], "msg": f"the database refused the note: {refusal}",
                                 "type": "rejected"}]) from None
+        except asyncio.TimeoutError:
+            raise NotYetStored(note_id) from None
         if stored is None:
             if room.deleted:
                 raise NoteNotFound(note_id)
@@ -201,15 +221,18 @@ async def delete_note(store: NoteStore, hub: Hub, note_id: uuid.UUID, *,
         current = await read_note(store, hub, note_id, role=role)
         if not etag_matches(if_match, etag_of(current.title, current.content, role)):
             raise PreconditionFailed(note_id)
+    await _database_answers(store)
     room = hub.get(note_id)
     if room is not None:
-        await hub.flush(room)
+        # (saved first, so that the trash holds its last edits; if the database stops
+        # answering meanwhile, the note is not trashed: TimeoutError, 503)
+        await asyncio.wait_for(hub.flush(room), STORE_WAIT)
     if not await store.trash(note_id):
         raise NoteNotFound(note_id)
     await hub.note_deleted(note_id)
 
 
-async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list,
+async def apply_http_edit(store: NoteStore, hub: Hub, note_id: uuid.UUID, rev: int, delta: list,
                           epoch: str | None = None, *, author: str | None = None
                           ) -> tuple[Revision, str]:
     """``POST /notes/{id}/edits``: one edit with the socket's semantics (transform, broadcast);
@@ -222,11 +245,15 @@ async def apply_http_edit(hub: Hub, note_id: uuid.UUID, rev: int, delta: list,
         if epoch is not None and epoch != current:
             raise EditTooOld(room.rev, room.content, current,
                              "the edit's revision counts in another process's numbering")
+        await _database_answers(store)
         try:
             revision = room.apply_edit(rev, delta, author=author)
         except StaleRevision as stale:
             raise EditTooOld(room.rev, room.content, current) from stale
-        await room.stored()  # answered once stored (NOTES_DURABILITY=log)
+        try:
+            await asyncio.wait_for(room.stored(), STORE_WAIT)  # (NOTES_DURABILITY=log)
+        except asyncio.TimeoutError:
+            raise NotYetStored(note_id) from None
         return revision, current
     finally:
         await hub.release(room)
@@ -242,7 +269,7 @@ async def exported_notes(transfers: TransferStore, hub: Hub, owner_id: uuid.UUID
 
 
 __all__ = [
-    "EditTooOld", "InvalidCursor", "InvalidNote", "NoteLimits", "NoteNotFound",
+    "EditTooOld", "InvalidCursor", "InvalidNote", "NoteLimits", "NoteNotFound", "NotYetStored",
     "PreconditionFailed", "apply_http_edit", "create_note", "delete_note", "etag_of",
     "etag_matches", "exported_notes", "list_notes", "read_note", "update_note",
 ]

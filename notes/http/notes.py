@@ -314,8 +314,9 @@ async def apply_edit(request: Request, note_id: uuid.UUID) -> HTTPResponse:
     await authorize(request, note_id, write=True)
     body = parse_body(request, EditRequest)
     try:
+        ctx = _ctx(request)
         revision, epoch = await use_cases.apply_http_edit(
-            _ctx(request).hub, note_id, body.rev, body.delta_ops(), body.epoch,
+            ctx.store, ctx.hub, note_id, body.rev, body.delta_ops(), body.epoch,
             author=author_of(request))
     except use_cases.NoteNotFound:
         raise not_found() from None

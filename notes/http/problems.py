@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from http import HTTPStatus
 
-from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
 from sanic import Request
 from sanic.exceptions import MethodNotAllowed, SanicException
 from sanic.response import HTTPResponse, json
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from notes.collab.hub import HubClosed
+from notes.store.database import database_unavailable
+from notes.use_cases import NotYetStored
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,12 @@ def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
     if isinstance(exception, HubClosed):
         return problem_response(503, "The server is shutting down; try again soon.",
                                 kind="shutting-down", headers={"Retry-After": "2"})
+    if isinstance(exception, NotYetStored):
+        log.warning("database too slow to store %s %s", request.method, request.path)
+        return problem_response(
+            503, "The change is in the live note, but the database has not stored it yet; it "
+            "will be stored once the database answers.", kind="not-yet-stored",
+            headers={"Retry-After": "5"})
     if database_unavailable(exception):
         log.warning("database unavailable on %s %s: %s", request.method, request.path,
                     type(exception).__name__)
@@ -90,20 +95,6 @@ def handle_exception(request: Request, exception: Exception) -> HTTPResponse:
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
     status = exception.status_code if isinstance(exception, SanicException) else 500
     return problem_response(status, "The server failed to handle this request.")
-
-
-def database_unavailable(exception: BaseException) -> bool:
-    """Connection-level database failures (not bugs): answered with 503."""
-    while exception is not None:
-        # (asyncpg's own errors: from the hot reads, which run on asyncpg directly)
-        if isinstance(exception, (OSError, asyncio.TimeoutError, InterfaceError,
-                                  OperationalError, PostgresConnectionError,
-                                  OperatorInterventionError)):
-            return True
-        if isinstance(exception, DBAPIError) and exception.connection_invalidated:
-            return True
-        exception = exception.__cause__ or exception.__context__
-    return False
 
 
 def _public_detail(status: int, detail: str) -> str:

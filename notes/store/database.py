@@ -7,6 +7,8 @@ import collections
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -33,8 +35,26 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,
+        # A failed statement's error (and so its log line) must not carry its parameters: they
+        # hold the notes' text, and passwords' hashes.
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": "notes"}},
     )
+
+
+def database_unavailable(exception: BaseException) -> bool:
+    """Connection-level database failures (not bugs): REST answers them with 503, and the
+    logs give them one line."""
+    while exception is not None:
+        # (asyncpg's own errors: from the hot reads, which run on asyncpg directly)
+        if isinstance(exception, (OSError, asyncio.TimeoutError, InterfaceError,
+                                  OperationalError, PostgresConnectionError,
+                                  OperatorInterventionError)):
+            return True
+        if isinstance(exception, DBAPIError) and exception.connection_invalidated:
+            return True
+        exception = exception.__cause__ or exception.__context__
+    return False
 
 
 # Errors after which a connection is gone (the server ended it, or is shutting down).
