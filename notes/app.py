@@ -20,6 +20,7 @@ from notes.http import auth, live, notes, shares, site
 from notes.http import history as history_routes
 from notes.http import transfer as transfer_routes
 from notes.http.encoding import dumps
+from notes.http.metrics import setup_metrics
 from notes.http.openapi_docs import configure_docs, openapi
 from notes.http.problems import handle_exception
 from notes.http.site import STATIC_DIR
@@ -81,6 +82,9 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
                 configure_logging=False)
     app.ctx.settings = settings
     app.config.REQUEST_MAX_SIZE = settings.max_body
+    app.config.REQUEST_TIMEOUT = settings.request_timeout
+    app.config.KEEP_ALIVE_TIMEOUT = settings.keep_alive_timeout
+    app.config.RESPONSE_TIMEOUT = settings.response_timeout
     app.config.WEBSOCKET_MAX_SIZE = settings.ws_max_size
     app.config.WEBSOCKET_PING_INTERVAL = settings.ws_ping_interval
     app.config.WEBSOCKET_PING_TIMEOUT = settings.ws_ping_timeout
@@ -111,6 +115,7 @@ def create_app(settings: Settings, name: str = "notes") -> Sanic:
     app.static("/static", STATIC_DIR, name="static")
 
     app.on_request(_begin_request)
+    setup_metrics(app)  # (before auth: its request middleware times the credentials check)
     app.on_request(auth.authenticate)
     app.on_response(_echo_request_id)
     app.before_server_start(_open_resources)

@@ -36,6 +36,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_NOTE_GONE = 4404
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+RATE_LIMITED_PAUSE = 1.0  # seconds before an edit refused as `rate_limited` is sent again
 # Closes after which reconnecting would only be refused again.
 REFUSED = (CLOSE_NOTE_GONE, CLOSE_TOO_BIG, CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN)
 
@@ -161,8 +162,11 @@ class ClientState:
         return self._rebase(msg["rev"], msg["content"])
 
     def on_error(self, msg: dict) -> dict | None:
-        """If the server rejected our awaiting edit, undo it locally and send the buffer instead."""
+        """If the server rejected our awaiting edit, undo it locally and send the buffer instead
+        (but for ``rate_limited``: it is kept, to be sent again later, ``edit_message``)."""
         if self.awaiting is None or msg.get("ref") != self.awaiting[0]:
+            return None
+        if msg.get("code") == "rate_limited":
             return None
         return self._drop_awaiting()
 
@@ -419,6 +423,8 @@ class LiveClient:
         elif kind == "error":
             self.errors.append(msg)
             await self._send(state.on_error(msg))
+            if msg.get("code") == "rate_limited":
+                await self._resend_later(msg)
         elif kind == "presence":
             self.peers[msg["client"]] = {"name": msg.get("name"), "cursor": msg.get("cursor")}
         elif kind == "join":
@@ -432,6 +438,16 @@ class LiveClient:
         elif kind == "deleted":
             self.deleted = True
         self._notify()
+
+    async def _resend_later(self, msg: dict) -> None:
+        """Our awaiting edit came too fast and was not applied: pause, then send it again.
+        (Reading pauses too; the server's messages wait in the socket meanwhile.)"""
+        awaiting = self.state.awaiting
+        if awaiting is None or msg.get("ref") != awaiting[0]:
+            return
+        await asyncio.sleep(RATE_LIMITED_PAUSE)
+        if self.state.awaiting is awaiting:
+            await self._send(self.state.edit_message())
 
     def drop(self) -> None:
         """Abort the transport without a close handshake (a lost connection, for tests)."""

@@ -19,6 +19,12 @@ class Settings:
     # (capped by net.core.somaxconn). Sanic's default, 100, is too few when thousands of clients
     # connect at once, e.g. every socket reconnecting after a restart.
     backlog: int = 1024
+    # Slow or idle HTTP clients (slowloris): a request's head and body must arrive within
+    # request_timeout seconds, an idle keep-alive connection is closed after keep_alive_timeout,
+    # and a handler gets response_timeout seconds (503 after). Websockets are not affected.
+    request_timeout: float = 15.0
+    keep_alive_timeout: float = 30.0
+    response_timeout: float = 60.0
     data_dir: Path = Path(".data")  # where the embedded cluster lives
     max_body: int = 1024 * 1024  # bytes in one HTTP request body
     max_title: int = 200  # code points in a title
@@ -35,6 +41,11 @@ class Settings:
     # A socket's frames go out in one write per turn of the event loop, and at most one write
     # per socket in this many milliseconds while the server is busy (0: every turn).
     ws_batch_ms: float = 5.0
+    # Messages a socket may send (JSON: every frame; Yjs: updates and awareness): this many a
+    # second, in bursts of up to ws_burst; past it `rate_limited` (JSON) and then close 1008
+    # (docs/protocol.md). 0: no limit.
+    ws_rate: float = 50.0
+    ws_burst: int = 200
     access_log: bool = False
     log_format: str = "text"  # "json": one JSON object per line
     # "log": an acknowledged edit is in PostgreSQL (the update log, group commit). "debounce":
@@ -54,6 +65,9 @@ class Settings:
     login_window: float = 300.0  # ... within this many seconds, then 429
     trash_days: float = 30.0  # a trashed note is deleted for good after this many days
     trash_purge_interval: float = 3600.0  # seconds between two purges of the trash
+    # GET /metrics (Prometheus) answers a scraper sending `Authorization: Bearer` this; empty:
+    # no /metrics (404).
+    metrics_token: str = ""
 
     @property
     def auth_on(self) -> bool:
@@ -89,7 +103,7 @@ class Settings:
 DURABILITY = ("log", "debounce")
 CHOICES = {"durability": DURABILITY, "auth": ("on", "off"), "signup": ("open", "closed"),
            "log_format": ("text", "json")}
-MINIMUMS = {"backlog": 1}
+MINIMUMS = {"backlog": 1, "ws_rate": 0, "ws_burst": 1}
 
 
 def _parse(kind: object, raw: str, name: str) -> object:

@@ -25,14 +25,28 @@ from notes.store.database import make_engine
 #: What the live tests type: accented Latin, CJK and an emoji outside the BMP.
 ALPHABET = ["a", "b", "é", "漢", "😀", " ", "\n"]
 
-# Unique characters for tests that count every typed character: each comes from a block of
-# 2000 code points per client, alternating between CJK (BMP) and CJK Extension B (outside the BMP).
+# Unique characters for tests that count every typed character. A client's first 4000 come from
+# two blocks of 2000 code points, alternating between CJK (BMP) and CJK Extension B (outside the
+# BMP); the next OVERFLOW_BLOCK from a block of its own in planes 4-13 (each plane's last two code
+# points, noncharacters, skipped). More than that fails loudly: a client that ran past its blocks
+# into the next client's once made a long test report that client's characters as doubled.
 UNIQUE_BLOCK = 2000
+OVERFLOW_BLOCK = 12000
+_PLANE_USABLE = 0xFFFE
 
 
 def unique_char(client: int, n: int) -> str:
-    base = 0x4E00 if n % 2 == 0 else 0x20000
-    return chr(base + client * UNIQUE_BLOCK + n // 2)
+    if n < 2 * UNIQUE_BLOCK:
+        base = 0x4E00 if n % 2 == 0 else 0x20000
+        return chr(base + client * UNIQUE_BLOCK + n // 2)
+    extra = n - 2 * UNIQUE_BLOCK
+    if extra >= OVERFLOW_BLOCK:
+        raise AssertionError(f"client {client} typed more than {2 * UNIQUE_BLOCK + OVERFLOW_BLOCK}"
+                             " unique characters")
+    index = client * OVERFLOW_BLOCK + extra
+    plane = 4 + index // _PLANE_USABLE
+    assert plane <= 13, f"no unique characters left for client {client}"
+    return chr((plane << 16) + index % _PLANE_USABLE)
 
 
 class Fresh:

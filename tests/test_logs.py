@@ -8,10 +8,10 @@ import uuid
 
 import httpx
 import pytest
+from conftest import ServerProcess, wait_until
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from conftest import ServerProcess, wait_until
 from notes.logs import request_id_of
 from notes.store.database import make_engine
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import ServerProcess
 from live_helpers import Db, RecordingClient, create_note
+from yjs_py import PyYjsClient
+
 from notes.client import LiveClient
 from notes.store.embedded import EmbeddedPostgres
 from notes.store.migrate import upgrade
-from yjs_py import PyYjsClient
 
 OUTAGE = 20.0  # seconds PostgreSQL stays down
 

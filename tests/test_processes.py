@@ -249,8 +249,11 @@ async def wait_all_same(json_clients: list[AckedClient], nodes: list[NodeYjsClie
 # --- SIGKILL mid-typing ------------------------------------------------------------------------
 
 
+KILL_ROUNDS = 10
+
+
 async def test_sigkill_mid_typing_loses_no_acknowledged_edit_and_doubles_none(database_url, db):
-    """Three rounds of: three JSON clients, one node Yjs client and a REST writer type fresh
+    """KILL_ROUNDS rounds of: three JSON clients, one node Yjs client and a REST writer type fresh
     characters; the server is SIGKILLed while they type (and they go on typing); a new server
     starts on the same database; everyone moves to it.
 
@@ -291,7 +294,7 @@ async def test_sigkill_mid_typing_loses_no_acknowledged_edit_and_doubles_none(da
             typists.yjs(node, yjs_fresh)
             typists.rest(rest_fresh)
 
-            for round_ in range(3):
+            for round_ in range(KILL_ROUNDS):
                 running = servers[-1]
                 await typed_more(clients, typists, yjs_fresh.used)
                 # What the server has acknowledged (no await until the kill: nothing more can

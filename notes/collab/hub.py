@@ -27,6 +27,7 @@ from notes.collab.document import (
     merge_snapshot,
     missing_from_snapshot,
 )
+from notes.collab.events import CHANGES, Event
 from notes.collab.fanout import Fanout, Published
 from notes.collab.journal import Journal, LogEntry, loggable_ref
 from notes.collab.room import Member, Room
@@ -118,6 +119,10 @@ class Hub:
         self._releasing: set[asyncio.Future] = set()  # final saves that outlive their caller
         self.closing = False
         self.catch_ups = 0
+        # Changes applied to open notes, by source: "json", "yjs" (a socket's protocol), "rest"
+        # (REST writes and the server's own repairs), "remote" (stored by another process).
+        self.edits: dict[str, int] = {}
+        self._applying_stored = False
 
     def stats(self) -> dict[str, Any]:
         """What this process did: open notes, log commits and the entries they held, saves."""
@@ -214,7 +219,7 @@ class Hub:
         update = message.update
         if update is None and message.log_id is not None:
             update = await self.store.read_update(message.log_id)
-        if update is None or not room.apply_stored_update(update, message.ref):
+        if update is None or not self._apply_stored(room, update, message.ref):
             await self.catch_up(room)
 
     async def catch_up(self, room: Room) -> None:
@@ -228,8 +233,29 @@ class Hub:
         room.document.remember_refs(list(stored.refs))
         lacking = missing_from_snapshot(room.note_id, stored.yjs_state, note.content, note.title,
                                         list(stored.log), room.document.state_vector())
-        if lacking is not None and not room.apply_stored_update(lacking):
+        if lacking is not None and not self._apply_stored(room, lacking):
             log.warning("note %s: the stored state does not apply in full", room.note_id)
+
+    def _apply_stored(self, room: Room, update: bytes, ref: str | None = None) -> bool:
+        self._applying_stored = True  # (its events are emitted before it returns)
+        try:
+            return room.apply_stored_update(update, ref)
+        finally:
+            self._applying_stored = False
+
+    def _count_edit(self, room: Room, event: Event) -> None:
+        """The rooms' observer for ``edits``: a change event that carries an update is one
+        change applied (a Yjs update's content and title changes are one event's update)."""
+        if not isinstance(event, CHANGES) or event.update is None:
+            return
+        if self._applying_stored:
+            source = "remote"
+        elif event.origin is None:
+            source = "rest"
+        else:
+            member = room.members.get(event.origin)
+            source = getattr(getattr(member, "codec", None), "protocol", "other")
+        self.edits[source] = self.edits.get(source, 0) + 1
 
     async def catch_up_all(self) -> None:
         """After the fan-out may have missed updates: catch every open note up from the log."""
@@ -355,6 +381,7 @@ class Hub:
         room = Room(note_id, document, max_title=self.limits.max_title,
                     write=self._writer(note_id))
         room.subscribe(self.saver.observe)
+        room.subscribe(self._count_edit)
         if log_tail:
             room.mark_unsaved()  # compact the tail soon
         return room

@@ -41,7 +41,8 @@ Frame = str | bytes
 
 
 class Codec(Protocol):
-    """One protocol's encoding of room events (one instance serves all its members)."""
+    """One protocol's encoding of room events (one instance serves all its members).
+    Its ``protocol`` attribute names it ("json", "yjs") in metrics."""
 
     def greet(self, room: Room, member: Member, since: Any) -> Iterable[Frame]:
         """The frames a member gets first, before any event."""
@@ -323,8 +324,9 @@ class Room:
             self.emit(TitleChanged(title, update, origin.id if origin else None), origin,
                       self._store(update))
 
-    def apply_update(self, update: bytes, *, origin: Member | None = None) -> None:
-        """A Yjs update: applied to the document; its content change becomes a revision.
+    def apply_update(self, update: bytes, *, origin: Member | None = None) -> bool:
+        """A Yjs update: applied to the document; its content change becomes a revision. False
+        if it changed nothing (it brought nothing new).
 
         The update goes on to the other Yjs members as it came. What it did to the content
         reaches JSON members as an ``edit`` from the origin. A title the update made too long
@@ -333,7 +335,7 @@ class Room:
         origin_id = origin.id if origin else None
         applied = self.document.apply_update(update, client=origin_id)
         if not applied.changed:
-            return
+            return False
         self.credit(origin)
         title = self.document.title
         repaired = storable(title, self.max_title) if applied.title_changed else title
@@ -342,6 +344,7 @@ class Room:
                       tell_title=applied.title_changed and repaired == title, hold_all=False)
         if repaired != title:
             self.set_title(repaired)  # the server's own change: every member hears of it
+        return True
 
     def apply_stored_update(self, update: bytes, ref: str | None = None) -> bool:
         """An update another process stored: applied and told to everyone here, not stored
@@ -392,19 +395,21 @@ class Room:
         self.cursors[member.id] = moved
         self.emit(PresenceChanged(member.id, member.name, moved), member)
 
-    def apply_awareness(self, member: Member, update: bytes) -> None:
+    def apply_awareness(self, member: Member, update: bytes) -> bool:
         """A Yjs awareness update from ``member``: relayed to the Yjs members; a new
-        ``user.name`` renames the member for JSON clients."""
+        ``user.name`` renames the member for JSON clients. False if it changed nothing (its
+        states were known: y-websocket sends back every state it receives)."""
         changed = self.awareness.apply(update, member.id)
         self.expire_awareness()
         if changed is None:
-            return
+            return False
         # Echoed to the sender too: y-websocket clients count it as a sign of life.
         self.emit(AwarenessChanged(changed, member.id))
         name = self.awareness.name_of(member.id)
         if name and name != member.name:
             member.name = name
             self.emit(PresenceChanged(member.id, name, self.cursors.get(member.id)), member)
+        return True
 
     def expire_awareness(self) -> None:
         """Drop the awareness states nobody renewed in time, and say so to the Yjs members."""

@@ -51,6 +51,8 @@ class Saver:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.saves = 0  # snapshots written
+        self.save_seconds = 0.0  # the time they took, together
+        self.save_failures = 0  # saves that raised (each is retried)
         self._wakeups: dict[int, asyncio.Event] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -76,12 +78,17 @@ class Saver:
                 stored = await self.save(room.note_id, rev=rev, merge=self._merge_with(room),
                                          authors=sorted(room.authors))
             except SaveRejected as refusal:
+                self.save_failures += 1
                 self._recover(room, refusal)
+                raise
+            except Exception:
+                self.save_failures += 1
                 raise
             if stored is None:
                 room.deleted = True
                 return None
             self.saves += 1
+            self.save_seconds += time.monotonic() - snapshot_time
             room.mark_saved(changes, rev, title, snapshot_time)
             return stored
 

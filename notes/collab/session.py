@@ -21,6 +21,7 @@ from notes.collab.events import (
     TitleChanged,
 )
 from notes.collab.json_input import BadJson, check_depth, parse_json
+from notes.collab.limits import CLOSE_POLICY_VIOLATION, RateLimit, Verdict
 from notes.collab.room import Member, Room
 
 
@@ -38,6 +39,8 @@ def encode(message: dict[str, Any]) -> str:
 
 class JsonCodec:
     """Room events as JSON protocol messages (one instance, ``JSON``, for every JSON member)."""
+
+    protocol = "json"
 
     def greet(self, room: Room, member: Member, since: Resume | None) -> Iterable[str]:
         hello: dict[str, Any] = {
@@ -119,6 +122,33 @@ def first_edit_ref(frame: str | bytes) -> tuple[bool, Any]:
     if not isinstance(message, dict) or message.get("type") != "edit":
         return False, None
     return True, message.get("ref")
+
+
+def admit_frame(member: Member, limit: RateLimit | None, frame: str | bytes) -> bool:
+    """Is this frame within the socket's rate limit (every JSON frame counts)? If not, it is
+    answered with ``error`` ``rate_limited`` (its ``ref`` echoed), or, once the client has gone
+    on past its allowance of refusals too, the socket is closed with 1008."""
+    if limit is None:
+        return True
+    verdict = limit.check()
+    if verdict is Verdict.ADMIT:
+        return True
+    if verdict is Verdict.REFUSE:
+        member.send(_error("rate_limited", "too many messages: slow down, this one was not "
+                           "applied", _ref_of(frame)))
+    else:
+        member.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
+    return False
+
+
+def _ref_of(frame: str | bytes) -> Any:
+    try:
+        message = parse_json(frame)
+        ref = message.get("ref") if isinstance(message, dict) else None
+        check_depth(ref)
+    except BadJson:
+        return None
+    return ref
 
 
 WRITES = ("edit", "title")  # the messages that change the note (refused to a viewer)

@@ -26,6 +26,7 @@ from notes.collab.events import (
     TitleChanged,
 )
 from notes.collab.lib0 import DecodeError, Reader, write_bytes, write_string
+from notes.collab.limits import CLOSE_POLICY_VIOLATION, RateLimit, Verdict
 from notes.collab.room import Member, Room
 
 MESSAGE_SYNC = 0
@@ -71,6 +72,8 @@ def permission_denied(reason: str) -> bytes:
 class YjsCodec:
     """Room events as Yjs messages (one instance, ``YJS``, for every Yjs member)."""
 
+    protocol = "yjs"
+
     def greet(self, room: Room, member: Member, since: object) -> Iterable[bytes]:
         frames = [sync_message(SYNC_STEP1, room.document.state_vector())]
         room.expire_awareness()  # a newcomer is never told of an expired state
@@ -96,20 +99,32 @@ class YjsCodec:
 YJS = YjsCodec()
 
 
-def handle_message(room: Room, member: Member, frame: bytes) -> None:
-    """Apply one binary frame from a Yjs client. Raises ``YjsRefused`` (nothing changed)."""
+def handle_message(room: Room, member: Member, frame: bytes,
+                   limit: RateLimit | None = None) -> None:
+    """Apply one binary frame from a Yjs client. Raises ``YjsRefused`` (nothing changed).
+
+    Updates (sync step 2 and update) and awareness updates count against ``limit`` when they
+    change something: y-websocket sends back every awareness state it receives, and pycrdt's
+    ``Provider`` every update, which change nothing. Step 1 and query awareness do not count.
+    """
     reader = Reader(frame)
     try:
         kind = reader.uint()
         if kind == MESSAGE_SYNC:
             step = reader.uint()
+            if step in (SYNC_STEP2, SYNC_UPDATE):
+                _within(limit, droppable=False)
             payload = reader.bytes()
             reader.end()
-            _handle_sync(room, member, step, payload)
+            if _handle_sync(room, member, step, payload) and limit is not None:
+                limit.charge()
         elif kind == MESSAGE_AWARENESS:
+            if not _within(limit, droppable=True):
+                return
             update = reader.bytes()
             reader.end()
-            room.apply_awareness(member, update)
+            if room.apply_awareness(member, update) and limit is not None:
+                limit.charge()
         elif kind == MESSAGE_QUERY_AWARENESS:
             reader.end()
             states = room.awareness.encode_all()
@@ -123,19 +138,35 @@ def handle_message(room: Room, member: Member, frame: bytes) -> None:
         raise YjsRefused(CLOSE_INVALID, str(error)) from None
 
 
-def _handle_sync(room: Room, member: Member, step: int, payload: bytes) -> None:
+def _within(limit: RateLimit | None, droppable: bool) -> bool:
+    """Is one more counted message within the socket's rate limit? y-websocket has no error
+    message: an update past the limit closes the socket (1008) at once, since dropping it would
+    leave the client's document silently unlike everyone else's (once it reconnects, its sync
+    step 2 brings the update after all). An awareness update past it is dropped (the next one
+    replaces it) until the client has gone on past its allowance of refusals too."""
+    if limit is None or limit.allows():
+        return True
+    if droppable and limit.refuse() is Verdict.REFUSE:
+        return False
+    raise YjsRefused(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
+
+
+def _handle_sync(room: Room, member: Member, step: int, payload: bytes) -> bool:
+    """Answer step 1, apply step 2 or an update; True if that changed the note (or was a
+    viewer's change, refused)."""
     if step == SYNC_STEP1:
         try:
             missing = room.document.missing_from(payload)
         except BadUpdate as error:
             raise YjsRefused(CLOSE_INVALID, error.message) from None
         member.send(sync_message(SYNC_STEP2, missing))
-    elif step in (SYNC_STEP2, SYNC_UPDATE):
+        return False
+    if step in (SYNC_STEP2, SYNC_UPDATE):
         if not member.access.can_write:
             _refuse_write(member, payload)
-            return
+            return payload != EMPTY_UPDATE
         try:
-            room.apply_update(payload, origin=member)
+            return room.apply_update(payload, origin=member)
         except TooLarge as error:
             member.send(permission_denied(error.message))
             raise YjsRefused(CLOSE_TOO_LARGE, error.message) from None
@@ -144,8 +175,7 @@ def _handle_sync(room: Room, member: Member, step: int, payload: bytes) -> None:
             raise YjsRefused(CLOSE_SPLITS_CHARACTER, error.message) from None
         except EditRejected as error:
             raise YjsRefused(CLOSE_INVALID, error.message) from None
-    else:
-        raise YjsRefused(CLOSE_INVALID, f"unknown sync step {step}")
+    raise YjsRefused(CLOSE_INVALID, f"unknown sync step {step}")
 
 
 def _refuse_write(member: Member, update: bytes) -> None:

@@ -22,8 +22,9 @@ from websockets.protocol import OPEN
 
 from notes.collab.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Access
 from notes.collab.hub import HubClosed
+from notes.collab.limits import RateLimit, rate_limit
 from notes.collab.room import CLOSE_NOTE_GONE, Codec, Frame, Room
-from notes.collab.session import JSON, Resume, first_edit_ref, handle_frame
+from notes.collab.session import JSON, Resume, admit_frame, first_edit_ref, handle_frame
 from notes.collab.yjs import CLOSE_INVALID, YJS, YjsRefused, handle_message
 from notes.http.auth import caller_of, caller_role, origin_allowed
 
@@ -58,6 +59,7 @@ class Outbox:
         self._last_flush = -math.inf
         self.frames = 0  # frames sent, to any socket
         self.writes = 0  # transport writes they took
+        self.slow_readers = 0  # sockets closed with 1013: their queue was full
 
     def wire(self, frame: Frame) -> bytes:
         """``frame`` as a websocket frame on the wire (built once a flush for the same object;
@@ -111,8 +113,9 @@ class SocketConnection:
     """
 
     def __init__(self, ws: WebsocketImplProtocol, name: str, queue_size: int, codec: Codec,
-                 access: Access, outbox: Outbox = OUTBOX):
+                 access: Access, outbox: Outbox = OUTBOX, limit: RateLimit | None = None):
         self.id = uuid.uuid4().hex[:12]
+        self.limit = limit  # the client's messages a second (None: no limit)
         self.name = name
         self.codec = codec
         self.access = access
@@ -139,6 +142,7 @@ class SocketConnection:
         try:
             self._backlog().put_nowait(frame)
         except asyncio.QueueFull:
+            self.outbox.slow_readers += 1
             self.fail(CLOSE_SLOW_READER, "too slow: outgoing queue full")
 
     def close(self, code: int, reason: str = "") -> None:
@@ -278,13 +282,14 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
     access = await socket_access(request, ws, note_id)
     if access is None:
         return
-    connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
-                                  JSON, access)
+    connection = _connection(request, ws, JSON, access)
     hub = request.app.ctx.hub
     edited = False  # the first edit came (and its ref was looked up)
 
     async def handle(room: Room, connection: SocketConnection, frame: Frame) -> None:
         nonlocal edited
+        if not admit_frame(connection, connection.limit, frame):
+            return
         if not edited:
             # The first edit may be one resent after a reconnect, and stored by another process
             # (or before a restart): recognise its ref from the log so as not to apply it twice.
@@ -307,8 +312,7 @@ async def yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> No
     access = await socket_access(request, ws, note_id)
     if access is None or note_id is None:
         return
-    connection = SocketConnection(ws, _name(request), request.app.ctx.settings.ws_queue_size,
-                                  YJS, access)
+    connection = _connection(request, ws, YJS, access)
     await serve_socket(request, ws, note_id, connection, _handle_yjs_frame)
 
 
@@ -317,9 +321,16 @@ def _handle_yjs_frame(room: Room, connection: SocketConnection, frame: Frame) ->
         connection.close(CLOSE_INVALID, "text frames are not part of the Yjs protocol")
         return
     try:
-        handle_message(room, connection, frame)
+        handle_message(room, connection, frame, connection.limit)
     except YjsRefused as refused:
         connection.close(refused.code, _close_reason(refused.reason))
+
+
+def _connection(request: Request, ws: WebsocketImplProtocol, codec: Codec,
+                access: Access) -> SocketConnection:
+    settings = request.app.ctx.settings
+    return SocketConnection(ws, _name(request), settings.ws_queue_size, codec, access,
+                            limit=rate_limit(settings.ws_rate, settings.ws_burst))
 
 
 def _close_reason(reason: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from importlib.resources import files
 from pathlib import Path
@@ -33,12 +34,16 @@ PROTOCOL_DOC = _protocol_doc()
 bp = Blueprint("site")
 
 
+HEALTH_WAIT = 5.0  # seconds
+
+
 @bp.get("/health", ctx_public=True)
 @openapi.definition(summary="Is the server and its database up?",
                     response=[ok(Health), *problems()], tag="service")
 async def health(request: Request) -> HTTPResponse:
     try:
-        await request.app.ctx.store.ping()
+        # (bounded: a hung database must not hang the load balancer's health check)
+        await asyncio.wait_for(request.app.ctx.store.ping(), HEALTH_WAIT)
     except Exception:
         raise Problem(503, "The database does not answer.", kind="database-unavailable") from None
     return json({"status": "ok", "database": "ok",
