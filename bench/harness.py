@@ -362,6 +362,9 @@ class Server:
                                     "NOTES_PORT": str(self.port), "NOTES_ACCESS_LOG": "false",
                                     # the scenarios measure editing, not accounts
                                     "NOTES_AUTH": "off",
+                                    # every client is one address: no quota may cut the load
+                                    "NOTES_REST_WRITE_RATE": "0", "NOTES_WS_PER_NOTE": "0",
+                                    "NOTES_WS_PER_USER": "0", "NOTES_WS_PER_ADDRESS": "0",
                                     **(env or {})})
         self.argv = argv or [sys.executable, "-m", "notes", "serve"]
         self.process: subprocess.Popen | None = None

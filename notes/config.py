@@ -63,6 +63,16 @@ class Settings:
     login_attempts: int = 5  # failed sign-ins per username ...
     login_address_attempts: int = 50  # ... and per client address ...
     login_window: float = 300.0  # ... within this many seconds, then 429
+    # REST writes (POST, PUT, PATCH, DELETE) per signed-in user, else per client address: this
+    # many a second, in bursts of up to rest_write_burst; past it 429 with Retry-After. 0: no
+    # limit. Per process.
+    rest_write_rate: float = 20.0
+    rest_write_burst: int = 100
+    # Sockets (both protocols) open at once per note, per user and per client address, per
+    # process; past it the socket is closed with 1013. 0: no limit.
+    ws_per_note: int = 500
+    ws_per_user: int = 100
+    ws_per_address: int = 200
     trash_days: float = 30.0  # a trashed note is deleted for good after this many days
     trash_purge_interval: float = 3600.0  # seconds between two purges of the trash
     # GET /metrics (Prometheus) answers a scraper sending `Authorization: Bearer` this; empty:
@@ -103,7 +113,8 @@ class Settings:
 DURABILITY = ("log", "debounce")
 CHOICES = {"durability": DURABILITY, "auth": ("on", "off"), "signup": ("open", "closed"),
            "log_format": ("text", "json")}
-MINIMUMS = {"backlog": 1, "ws_rate": 0, "ws_burst": 1}
+MINIMUMS = {"backlog": 1, "ws_rate": 0, "ws_burst": 1, "rest_write_rate": 0,
+            "rest_write_burst": 1, "ws_per_note": 0, "ws_per_user": 0, "ws_per_address": 0}
 
 
 def _parse(kind: object, raw: str, name: str) -> object:

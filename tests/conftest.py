@@ -31,6 +31,12 @@ TEST_SERVER_ENV = {
     "NOTES_SAVE_DEBOUNCE": "0.3",
     "NOTES_SAVE_MAX_WAIT": "1.5",
     "NOTES_AUTH": "off",
+    # Every test client is one address (127.0.0.1), sharing a session's server: the REST write
+    # rate and socket quotas are tested with servers of their own (tests/test_rest_limits.py).
+    "NOTES_REST_WRITE_RATE": "0",
+    "NOTES_WS_PER_NOTE": "0",
+    "NOTES_WS_PER_USER": "0",
+    "NOTES_WS_PER_ADDRESS": "0",
 }
 
 

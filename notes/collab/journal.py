@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from notes.collab.text import text_problem
+
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # entries in one commit
@@ -35,8 +37,11 @@ class LogEntry:
 
 
 def loggable_ref(ref: object) -> str | None:
-    """The ref as stored with its update: strings only, and not too long to look up."""
-    return ref if isinstance(ref, str) and len(ref) <= MAX_REF else None
+    """The ref as stored with its update: strings only, not too long to look up, and text
+    PostgreSQL can hold (a NUL or a lone surrogate would fail the whole batch's commit)."""
+    if isinstance(ref, str) and len(ref) <= MAX_REF and text_problem(ref) is None:
+        return ref
+    return None
 
 
 Append = Callable[[Sequence[LogEntry]], Awaitable[object]]

@@ -9,8 +9,10 @@ value the server keeps or echoes (``ref``, awareness states) is checked with ``c
 from __future__ import annotations
 
 import json
+import re
 
 MAX_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadJson(ValueError):
@@ -26,12 +28,21 @@ def parse_json(data: str | bytes) -> object:
         raise BadJson(f"not valid JSON: {error}") from None
 
 
-def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
-    """Refuse values nested deeper than ``limit`` arrays/objects (iterative: no recursion)."""
+def check_depth(value: object, limit: int = MAX_DEPTH, *, text: bool = False) -> None:
+    """Refuse values nested deeper than ``limit`` arrays/objects (iterative: no recursion).
+
+    With ``text``, also strings (and keys) holding a lone surrogate: JSON's ``"\\ud800"``
+    parses to one, and a value echoed with it could not be sent (it has no UTF-8)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if text and isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise BadJson("the JSON holds a lone surrogate (not valid Unicode)")
+            continue
         if isinstance(item, dict):
+            if text:
+                stack.extend((key, depth) for key in item)
             children = item.values()
         elif isinstance(item, list):
             children = item

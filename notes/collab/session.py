@@ -145,7 +145,7 @@ def _ref_of(frame: str | bytes) -> Any:
     try:
         message = parse_json(frame)
         ref = message.get("ref") if isinstance(message, dict) else None
-        check_depth(ref)
+        check_depth(ref, text=True)
     except BadJson:
         return None
     return ref
@@ -162,7 +162,7 @@ def handle_frame(room: Room, member: Member, frame: str | bytes) -> None:
             raise BadJson("the frame must be a JSON object")
         # `ref` is the one free-form value kept (history) and echoed; the rest is checked field
         # by field.
-        check_depth(message.get("ref"))
+        check_depth(message.get("ref"), text=True)
     except BadJson as error:
         member.send(_error("bad_json", str(error)))
         return

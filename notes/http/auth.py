@@ -27,6 +27,7 @@ from notes.accounts import (
     UsernameTaken,
 )
 from notes.collab.access import AccessChanged, Role
+from notes.collab.quotas import request_rate
 from notes.config import Settings
 from notes.http.bodies import parse_body
 from notes.http.openapi_docs import json_body, ok, openapi, problems
@@ -139,14 +140,42 @@ def prefetched_note(request: Request, note_id: uuid.UUID) -> tuple[bool, StoredN
 
 async def authenticate(request: Request) -> None:
     """Request middleware: ``request.ctx.caller``, 401 where credentials are needed, 403 for a
-    cross-site state-changing request."""
+    cross-site state-changing request, 429 for a write past the caller's rate."""
     request.ctx.caller = None
-    if request.method not in SAFE_METHODS and not origin_allowed(
-            request, request.headers.get("origin")):
+    if request.method in SAFE_METHODS:
+        if request.method != "OPTIONS":
+            await _identify(request)
+        return
+    if not origin_allowed(request, request.headers.get("origin")):
         raise Problem(403, "Cross-site requests may not change anything here.",
                       kind="cross-site-request")
-    if request.method == "OPTIONS":
+    await _identify(request)
+    limit_writes(request)
+
+
+def limit_writes(request: Request) -> None:
+    """429 with ``Retry-After`` for a write past ``NOTES_REST_WRITE_RATE``: counted per
+    signed-in user, else (anonymous, a share link, accounts off) per client address."""
+    rate = request.app.ctx.write_rate
+    if rate is None:
         return
+    caller = caller_of(request)
+    key = (("user", caller.user.id) if caller is not None and caller.user is not None
+           else ("address", client_address(request)))
+    wait = rate.take(key)
+    if wait:
+        raise Problem(429, "Too many changes in a short time; wait before sending more.",
+                      kind="too-many-requests", headers={"Retry-After": str(wait)})
+
+
+@bp.before_server_start
+async def _setup_write_rate(app, _loop=None) -> None:
+    settings: Settings = app.ctx.settings
+    app.ctx.write_rate = request_rate(settings.rest_write_rate, settings.rest_write_burst)
+
+
+async def _identify(request: Request) -> None:
+    """``request.ctx.caller``; 401 where credentials are needed."""
     public = _public(request)
     if public and not _route_flag(request, "wants_caller"):
         return  # (no database lookup for the page, its assets, health)
@@ -255,7 +284,7 @@ def _set_session_cookie(request: Request, response: HTTPResponse, token: str) ->
                         max_age=int(settings.session_days * 86400))
 
 
-def _client_address(request: Request) -> str:
+def client_address(request: Request) -> str:
     return request.remote_addr or request.ip or "unknown"
 
 
@@ -324,7 +353,7 @@ async def login(request: Request) -> HTTPResponse:
     body = parse_body(request, Credentials)
     try:
         user, issued = await _accounts(request).login(body.username, body.password,
-                                                      _client_address(request))
+                                                      client_address(request))
     except Throttled as throttled:
         raise Problem(429, "Too many failed sign-ins; wait before trying again.",
                       kind="too-many-attempts",

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from sanic import Blueprint, Request
+from sanic.exceptions import WebsocketClosed
+from sanic.server.websockets.frame import WebsocketFrameAssembler
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame as WireFrame
@@ -23,10 +25,11 @@ from websockets.protocol import OPEN
 from notes.collab.access import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Access
 from notes.collab.hub import HubClosed
 from notes.collab.limits import RateLimit, rate_limit
+from notes.collab.quotas import CLOSE_TRY_LATER, SocketQuota, TooManySockets
 from notes.collab.room import CLOSE_NOTE_GONE, Codec, Frame, Room
 from notes.collab.session import JSON, Resume, admit_frame, first_edit_ref, handle_frame
 from notes.collab.yjs import CLOSE_INVALID, YJS, YjsRefused, handle_message
-from notes.http.auth import caller_of, caller_role, origin_allowed
+from notes.http.auth import caller_of, caller_role, client_address, origin_allowed
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,13 @@ OUTBOX = Outbox()  # (one event loop a process)
 @bp.before_server_start
 async def _configure_outbox(app, _loop=None) -> None:
     OUTBOX.interval = app.ctx.settings.ws_batch_ms / 1000
+
+
+@bp.before_server_start
+async def _setup_socket_quota(app, _loop=None) -> None:
+    settings = app.ctx.settings
+    app.ctx.socket_quota = SocketQuota(settings.ws_per_note, settings.ws_per_user,
+                                       settings.ws_per_address)
 
 
 class SocketConnection:
@@ -329,8 +339,35 @@ def _handle_yjs_frame(room: Room, connection: SocketConnection, frame: Frame) ->
 def _connection(request: Request, ws: WebsocketImplProtocol, codec: Codec,
                 access: Access) -> SocketConnection:
     settings = request.app.ctx.settings
-    return SocketConnection(ws, _name(request), settings.ws_queue_size, codec, access,
-                            limit=rate_limit(settings.ws_rate, settings.ws_burst))
+    connection = SocketConnection(ws, _name(request), settings.ws_queue_size, codec, access,
+                                  limit=rate_limit(settings.ws_rate, settings.ws_burst))
+    _close_on_invalid_utf8(ws)
+    return connection
+
+
+CLOSE_INVALID_DATA = 1007
+
+
+class _Utf8CheckedAssembler(WebsocketFrameAssembler):
+    """A text frame that is not UTF-8 closes the socket with 1007. Sanic's frame assembler
+    raises ``UnicodeDecodeError`` inside its reading task instead: the task dies, nothing more
+    is read, and the socket and its handler stayed open for ever (no close, no ping timeout)."""
+
+    __slots__ = ()
+
+    async def put(self, frame: WireFrame) -> None:
+        try:
+            await super().put(frame)
+        except UnicodeDecodeError:
+            ws = self.protocol
+            ws.fail_connection(CLOSE_INVALID_DATA, "a text frame that is not UTF-8")
+            pending_recv = ws.recv_cancel  # (wake the handler: it leaves the room now)
+            if pending_recv is not None and not pending_recv.done():
+                pending_recv.cancel()
+
+
+def _close_on_invalid_utf8(ws: WebsocketImplProtocol) -> None:
+    ws.assembler.__class__ = _Utf8CheckedAssembler
 
 
 def _close_reason(reason: str) -> str:
@@ -344,7 +381,24 @@ FrameHandler = Callable[[Room, SocketConnection, Frame], Awaitable[None] | None]
 async def serve_socket(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID,
                        connection: SocketConnection, handle: FrameHandler,
                        since: Resume | None = None) -> None:
-    """Join the note's room, feed it the socket's frames, leave; the same for every protocol."""
+    """Take a slot of the socket quota (per note, user and address; else close 1013 before
+    anything is sent), then serve the room; the same for every protocol."""
+    quota: SocketQuota = request.app.ctx.socket_quota
+    try:
+        slot = quota.claim(note_id, connection.access.user_id, client_address(request))
+    except TooManySockets as refused:
+        await ws.close(CLOSE_TRY_LATER, refused.reason)
+        return
+    try:
+        await _serve_room(request, ws, note_id, connection, handle, since)
+    finally:
+        quota.release(slot)
+
+
+async def _serve_room(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID,
+                      connection: SocketConnection, handle: FrameHandler,
+                      since: Resume | None) -> None:
+    """Join the note's room, feed it the socket's frames, leave."""
     hub = request.app.ctx.hub
     if hub.closing:
         await ws.close(1001, "server shutting down")
@@ -372,7 +426,7 @@ async def serve_socket(request: Request, ws: WebsocketImplProtocol, note_id: uui
             handled = handle(room, connection, frame)
             if handled is not None:
                 await handled
-    except ConnectionClosed:
+    except (ConnectionClosed, WebsocketClosed):  # (Sanic's, once the socket is closed)
         pass
     except asyncio.CancelledError:
         raise

@@ -68,6 +68,8 @@ def problem(status: int, description: str | None = None) -> Response:
 
 CROSS_SITE = "the request came from a page of another site (nothing may change that way)"
 CROSS_SITE_ONLY = "The request came from a page of another site: nothing may change that way."
+TOO_MANY_WRITES = ("More writes than `NOTES_REST_WRITE_RATE` a second (beyond a burst of "
+                   "`NOTES_REST_WRITE_BURST`): nothing changed; wait `Retry-After` seconds.")
 NOT_YOURS = "No such note, or not one you may read (whether it exists is not revealed)."
 # What ``authorize(request, note_id, write=..., manage=...)`` answers, by the access it checks.
 NOTE_PROBLEMS = {
@@ -215,7 +217,8 @@ def _operations(route: Any) -> list[tuple[str, Any]]:
 def secure_operations(app: Sanic) -> None:
     """Describe each documented route's credentials as the middleware applies them: a public
     route's operation gets ``security: []``, any other one the 401 answer; a state-changing one
-    may also answer 403 to a cross-site request (before_server_start, once the routes exist)."""
+    may also answer 403 to a cross-site request and 429 past the write rate (before_server_start,
+    once the routes exist)."""
     for route in app.router.routes:
         if getattr(route.extra, "static", False):
             continue
@@ -232,6 +235,8 @@ def secure_operations(app: Sanic) -> None:
                     declared.fields["description"] if declared else UNAUTHORIZED)
             if method not in SAFE_METHODS and 403 not in responses:
                 operation.response(403, problem(403).fields["content"], CROSS_SITE_ONLY)
+            if method not in SAFE_METHODS and 429 not in responses:
+                operation.response(429, problem(429).fields["content"], TOO_MANY_WRITES)
             operation.responses = dict(sorted(responses.items(), key=lambda item: str(item[0])))
 
 
