@@ -193,8 +193,28 @@ def test_metrics_token_works_with_accounts_on(database_url: str) -> None:
         assert ("notes_open_notes", frozenset()) in scraped
         assert httpx.get(process.url + "/metrics").status_code == 401
         assert httpx.get(process.url + "/notes", headers=AUTH).status_code == 401  # not a key
+        # Refused credentials: counted by status for REST, by close code for sockets.
+        before = scrape(process.url)
+        assert httpx.get(process.url + "/notes").status_code == 401
+        note = f"{process.ws_url}/notes/{uuid.uuid4()}/live"
+        asyncio.run(_refused_socket(note))
+        after = scrape(process.url)
+        assert (value(after, "notes_http_requests_total", route="/notes", method="GET",
+                      status="401")
+                == 1 + value(before, "notes_http_requests_total", route="/notes", method="GET",
+                        status="401"))
+        assert (value(after, "notes_socket_closes_total", code="4401")
+                == value(before, "notes_socket_closes_total", code="4401") + 1)
     finally:
         process.stop()
+
+
+async def _refused_socket(url: str) -> None:
+    """A socket without credentials: closed with 4401 (counted once it has ended)."""
+    from websockets.asyncio.client import connect
+    async with connect(url) as ws:
+        await ws.wait_closed()
+        assert ws.close_code == 4401
 
 
 def test_workers_are_added_up(database_url: str) -> None:

@@ -7,6 +7,7 @@ protocol (``notes.collab.yjs``); both join the same rooms through ``serve_socket
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -63,6 +64,9 @@ class Outbox:
         self.frames = 0  # frames sent, to any socket
         self.writes = 0  # transport writes they took
         self.slow_readers = 0  # sockets closed with 1013: their queue was full
+        # Sockets ended, by the close code the server sent (1000 normal, 4401/4403 refused
+        # credentials, 1008 rate limit, 1013 slow reader or too many sockets, ...).
+        self.closes: collections.Counter[int] = collections.Counter()
 
     def wire(self, frame: Frame) -> bytes:
         """``frame`` as a websocket frame on the wire (built once a flush for the same object;
@@ -287,8 +291,23 @@ async def confirm_access(request: Request, note_id: uuid.UUID,
         access.can_write = role.can_write
 
 
+def _count_close(ws: WebsocketImplProtocol) -> None:
+    """Count the ended socket under the close code sent (Sanic sends 1000 after a handler
+    that returns without closing)."""
+    protocol = getattr(ws, "ws_proto", None)
+    close = getattr(protocol, "close_sent", None) or getattr(protocol, "close_rcvd", None)
+    OUTBOX.closes[int(close.code) if close is not None else 1000] += 1
+
+
 @bp.websocket("/notes/<note_id:uuid>/live", ctx_socket=True)
 async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
+    try:
+        await _live(request, ws, note_id)
+    finally:
+        _count_close(ws)
+
+
+async def _live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
     access = await socket_access(request, ws, note_id)
     if access is None:
         return
@@ -315,6 +334,13 @@ async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) 
 @bp.websocket("/yjs/<room_name:str>", ctx_socket=True)
 async def yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> None:
     """y-websocket's provider connects to ``serverUrl + "/" + roomname``: the note's id."""
+    try:
+        await _yjs(request, ws, room_name)
+    finally:
+        _count_close(ws)
+
+
+async def _yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> None:
     try:
         note_id: uuid.UUID | None = uuid.UUID(room_name)
     except ValueError:

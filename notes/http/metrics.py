@@ -117,6 +117,10 @@ def readings(hub: Hub) -> list[Reading]:
                 outbox.writes),
         Reading("notes_slow_readers_closed", "counter",
                 "Sockets closed with 1013: their outgoing queue was full", outbox.slow_readers),
+        Reading("notes_socket_closes", "counter",
+                "Sockets ended, by the close code sent (4401/4403: credentials refused, 1008: "
+                "rate limit, 1013: slow reader or too many sockets)",
+                {str(code): count for code, count in sorted(outbox.closes.items())}, "code"),
         Reading("notes_saves", "counter", "Snapshots written (compactions of the log)",
                 saver.saves),
         Reading("notes_save_seconds", "counter", "Time the saves took, together",
