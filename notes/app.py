@@ -165,6 +165,7 @@ async def _open_resources(app: Sanic) -> None:
             max_title=settings.max_title,
             debounce=settings.save_debounce,
             max_wait=settings.save_max_wait,
+            max_open_notes=settings.max_open_notes,
         ),
         fanout=PostgresFanout(app.ctx.store, settings.database_url),
         durable=settings.durability == "log",

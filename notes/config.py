@@ -34,6 +34,10 @@ class Settings:
     save_debounce: float = 2.0  # seconds of quiet before a live document is saved
     save_max_wait: float = 10.0  # longest an unsaved edit waits for its save
     history_limit: int = 2000  # revisions a live document keeps for transforming late edits
+    # Notes open (loaded) in one process: opening one more first unloads the least recently
+    # used idle, saved ones. A note with sockets, a request or unsaved changes stays open (the
+    # new one opens anyway, with a warning). 0: no limit.
+    max_open_notes: int = 10000
     ws_max_size: int = 2 * 1024 * 1024  # bytes in one websocket frame (close 1009 above)
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
@@ -113,7 +117,7 @@ class Settings:
 DURABILITY = ("log", "debounce")
 CHOICES = {"durability": DURABILITY, "auth": ("on", "off"), "signup": ("open", "closed"),
            "log_format": ("text", "json")}
-MINIMUMS = {"backlog": 1, "ws_rate": 0, "ws_burst": 1, "rest_write_rate": 0,
+MINIMUMS = {"backlog": 1, "max_open_notes": 0, "ws_rate": 0, "ws_burst": 1, "rest_write_rate": 0,
             "rest_write_burst": 1, "ws_per_note": 0, "ws_per_user": 0, "ws_per_address": 0}
 
 

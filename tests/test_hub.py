@@ -6,8 +6,10 @@ The store is an in-memory fake (the core's only I/O); everything else is the rea
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -346,3 +348,59 @@ async def test_concurrent_opens_load_once(hub, store):
         await hub.disconnect(rooms[0], connection)
     assert hub.get(note_id) is None
     assert await hub.connect(uuid.uuid4(), FakeConnection()) is None
+
+
+# --- open notes per process --------------------------------------------------------------------
+
+
+async def test_past_max_open_notes_the_least_recently_used_idle_saved_room_is_unloaded(
+        store, caplog):
+    tasks = AsyncioTasks()
+    hub = Hub(store, tasks, HubLimits(debounce=DEBOUNCE, max_wait=MAX_WAIT, max_open_notes=3))
+    try:
+        old, used, unsaved, held = (store.add(name) for name in ("old", "used", "unsaved", "held"))
+        rooms = {note_id: await hub.acquire(note_id) for note_id in (old, used, unsaved)}
+        # Idle but not yet unloaded (as between a release and its unload): only the hub's
+        # limit unloads them now.
+        for room in rooms.values():
+            room.holders -= 1
+        store.gate = asyncio.Event()  # the unsaved room's save cannot finish
+        type_at_end(rooms[unsaved], None, " edited")
+        await hub.acquire(used)  # now the most recently used
+        rooms[used].holders -= 1
+        assert list(hub.rooms) == [old, unsaved, used]
+
+        held_room = await hub.acquire(held)  # one too many: the oldest idle, saved one goes
+        assert list(hub.rooms) == [unsaved, used, held]
+        assert save_task_name(old) not in tasks.tasks
+        assert rooms[unsaved].dirty  # never unloaded with unsaved changes
+
+        # Nothing left to unload (held, unsaved, held): the new note opens anyway, one warning.
+        await hub.acquire(used)
+        caplog.clear()
+        for note_id in (store.add("more"), store.add("and more")):
+            assert await hub.acquire(note_id) is not None
+        assert len(hub.rooms) == 5 and unsaved in hub.rooms
+        warnings = [r for r in caplog.records if "NOTES_MAX_OPEN_NOTES" in r.getMessage()]
+        assert len(warnings) == 1, caplog.text
+        # The unloaded note opens again from the store, with what it had.
+        assert (await hub.acquire(old)).content == "old" and held_room.content == "held"
+    finally:
+        store.gate.set()
+        for task in list(tasks.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*tasks.tasks.values(), *hub._releasing, return_exceptions=True)
+
+
+async def test_an_unloaded_room_and_its_document_are_freed(hub, store):
+    note_id = store.add("x")
+    connection = FakeConnection()
+    room = await hub.connect(note_id, connection)
+    type_at_end(room, connection, "y")
+    await hub.disconnect(room, connection)
+    assert hub.get(note_id) is None and store.rows[note_id].content == "xy"
+    # (pycrdt keeps an observed Doc, and whatever its observers hold, alive until unobserved)
+    room_ref, document_ref = weakref.ref(room), weakref.ref(room.document)
+    del room
+    gc.collect()
+    assert room_ref() is None and document_ref() is None

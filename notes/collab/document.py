@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
 
-from pycrdt import Doc, Text, TextEvent, TransactionEvent
+from pycrdt import Doc, Subscription, Text, TextEvent, TransactionEvent
 
 from notes.collab import delta as deltas
 from notes.collab.delta import Delta, DeltaError
@@ -170,7 +170,7 @@ class LiveDocument:
         # (``last_update``: what Yjs clients are sent for a change made here).
         self.changes = 0
         self.last_update = EMPTY_UPDATE
-        self._doc.observe(self._on_transaction)
+        self._subscription: Subscription | None = self._doc.observe(self._on_transaction)
         # While a client's update is applied, the changes it makes to the texts are collected
         # (observers only then: pycrdt builds every text event eagerly, a cost per keystroke).
         self._received_content: list[list[dict]] = []
@@ -209,6 +209,14 @@ class LiveDocument:
             return self._doc.get_update(state_vector)
         except ValueError as error:
             raise BadUpdate(f"undecodable state vector: {error}") from None
+
+    def close(self) -> None:
+        """Stop observing the Yjs document: pycrdt keeps an observed ``Doc`` (and through the
+        callback this document) alive for good, beyond the reach of Python's garbage collector,
+        so a document that is never closed leaks its whole state (once per note loaded)."""
+        if self._subscription is not None:
+            self._doc.unobserve(self._subscription)
+            self._subscription = None
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         self.changes += 1

@@ -70,6 +70,7 @@ class HubLimits:
     max_title: int = 200
     debounce: float = 2.0
     max_wait: float = 10.0
+    max_open_notes: int = 0  # rooms loaded at once before idle ones are unloaded; 0: no limit
 
 
 class AsyncioTasks:
@@ -123,6 +124,7 @@ class Hub:
         # (REST writes and the server's own repairs), "remote" (stored by another process).
         self.edits: dict[str, int] = {}
         self._applying_stored = False
+        self._warned_full = False  # (the open-notes limit: warned once until there is room again)
 
     def stats(self) -> dict[str, Any]:
         """What this process did: open notes, log commits and the entries they held, saves."""
@@ -288,8 +290,10 @@ class Hub:
         """
         if self.closing:
             raise HubClosed("the server is shutting down")
-        room = self.rooms.get(note_id)
-        if room is None:
+        room = self.rooms.pop(note_id, None)
+        if room is not None:
+            self.rooms[note_id] = room  # (the most recently used last: see _make_room)
+        else:
             room = await self._load(note_id)
             if room is None:
                 return None
@@ -339,6 +343,7 @@ class Hub:
             room = await self._read_room(note_id)
             early = self._early.pop(note_id)
             if room is not None:
+                await self._make_room()
                 self.rooms[note_id] = room
                 self.tasks.start(save_task_name(note_id),
                                  self.saver.run(room, unload=self._unload_if_idle))
@@ -386,6 +391,25 @@ class Hub:
             room.mark_unsaved()  # compact the tail soon
         return room
 
+    async def _make_room(self) -> None:
+        """Under ``max_open_notes``: unload the least recently used rooms that nobody holds and
+        that have nothing unsaved or unstored, until one more fits. None of those: the new room
+        opens all the same (a warning, once until there is room again)."""
+        limit = self.limits.max_open_notes
+        if not limit or len(self.rooms) < limit:
+            self._warned_full = False
+            return
+        for room in list(self.rooms.values()):
+            if len(self.rooms) < limit:
+                return
+            if room.idle and not room.dirty and not room.unstored and not room.deleted:
+                await self._unload(room)
+        if len(self.rooms) >= limit and not self._warned_full:
+            self._warned_full = True
+            log.warning("%d notes are open (NOTES_MAX_OPEN_NOTES=%d) and none can be unloaded "
+                        "(each has sockets, requests or unsaved changes): opening more anyway",
+                        len(self.rooms), limit)
+
     async def _save_and_unload(self, room: Room) -> None:
         try:
             await self.saver.flush(room)
@@ -410,6 +434,7 @@ class Hub:
         del self.rooms[room.note_id]
         self.saver.forget(room)
         await self.tasks.cancel(save_task_name(room.note_id))
+        room.document.close()
 
     # --- saving -----------------------------------------------------------------------------------
 
