@@ -213,37 +213,16 @@ async def _good_json_turn(live: LiveClient, yjs: PyYjsClient, turn: int) -> None
     await live.synced()
 
 
+async def _good_clients(server: ServerProcess, note_id: str) -> tuple[LiveClient, PyYjsClient]:
+    """The well-behaved pair beside the fuzzer: a JSON client and a Yjs client."""
+    live = await LiveClient.connect(server.url, note_id, "good")
+    yjs = PyYjsClient(server.ws_url, note_id)
+    await yjs.__aenter__()
+    return live, yjs
+
+
 def test_json_socket_fuzz(fuzz_server: ServerProcess, loop: asyncio.AbstractEventLoop) -> None:
-    note_id = _new_note(fuzz_server)
-
-    async def start():
-        live = await LiveClient.connect(fuzz_server.url, note_id, "good")
-        yjs = PyYjsClient(fuzz_server.ws_url, note_id)
-        await yjs.__aenter__()
-        return live, yjs
-
-    live, yjs = loop.run_until_complete(start())
-    turns = iter(range(10**6))
-
-    @FUZZ
-    @given(json_rounds)
-    def example(frames: list[str | bytes]) -> None:
-        async def body():
-            await _good_json_turn(live, yjs, next(turns))
-            await _wait_converged(live, yjs)
-            await _json_round(fuzz_server, note_id, frames)
-
-        loop.run_until_complete(asyncio.wait_for(body(), 30))
-        _assert_alive(fuzz_server)
-
-    try:
-        example()
-        loop.run_until_complete(_wait_converged(live, yjs))
-        note = httpx.get(f"{fuzz_server.url}/notes/{note_id}").json()
-        assert note["content"] == live.text == str(yjs.content)
-    finally:
-        loop.run_until_complete(_close(live, yjs))
-    _assert_no_tracebacks(fuzz_server)
+    _fuzz_beside_good_clients(fuzz_server, loop, json_rounds, _json_round)
 
 
 async def _wait_converged(live: LiveClient, yjs: PyYjsClient, timeout: float = 10) -> None:
@@ -365,37 +344,39 @@ async def _yjs_round(server: ServerProcess, note_id: str, frames: list[bytes | s
 
 
 def test_yjs_socket_fuzz(fuzz_server: ServerProcess, loop: asyncio.AbstractEventLoop) -> None:
-    note_id = _new_note(fuzz_server)
+    _fuzz_beside_good_clients(fuzz_server, loop, st.lists(yjs_frames, min_size=1, max_size=3),
+                              _yjs_round)
 
-    async def start():
-        live = await LiveClient.connect(fuzz_server.url, note_id, "good")
-        yjs = PyYjsClient(fuzz_server.ws_url, note_id)
-        await yjs.__aenter__()
-        return live, yjs
 
-    live, yjs = loop.run_until_complete(start())
+def _fuzz_beside_good_clients(server: ServerProcess, loop: asyncio.AbstractEventLoop,
+                              rounds, one_round) -> None:
+    """Each example: the good pair edits and converges, then ``one_round`` sends the fuzzer's
+    frames on a socket of its own (and checks them); the server must live through it. At the end
+    the good pair and GET agree, and the log holds no traceback."""
+    note_id = _new_note(server)
+    live, yjs = loop.run_until_complete(_good_clients(server, note_id))
     turns = iter(range(10**6))
 
     @FUZZ
-    @given(st.lists(yjs_frames, min_size=1, max_size=3))
-    def example(frames: list[bytes | str]) -> None:
+    @given(rounds)
+    def example(frames: list[str | bytes]) -> None:
         async def body():
             await _good_json_turn(live, yjs, next(turns))
             await _wait_converged(live, yjs)
-            await _yjs_round(fuzz_server, note_id, frames)
+            await one_round(server, note_id, frames)
 
         loop.run_until_complete(asyncio.wait_for(body(), 30))
-        _assert_alive(fuzz_server)
+        _assert_alive(server)
 
     try:
         example()
         loop.run_until_complete(_wait_converged(live, yjs))
-        note = httpx.get(f"{fuzz_server.url}/notes/{note_id}").json()
+        note = httpx.get(f"{server.url}/notes/{note_id}").json()
         assert math.isfinite(note["rev"])
         assert note["content"] == live.text == str(yjs.content)
     finally:
         loop.run_until_complete(_close(live, yjs))
-    _assert_no_tracebacks(fuzz_server)
+    _assert_no_tracebacks(server)
 
 
 # --- what the fuzzer found (regressions) -------------------------------------------------------

@@ -437,6 +437,28 @@ async def test_an_unacknowledged_edit_others_saw_is_there_once_after_a_sigkill(
 # --- two instances on one database --------------------------------------------------------------
 
 
+async def two_instances_on_one_note(
+        database_url: str, names: tuple[str, str], content: str, servers: list[ServerProcess],
+        clients: list[AckedClient], new_client) -> tuple[str, list[AckedClient],
+                                                         list[AckedClient], list[NodeYjsClient]]:
+    """Two instances on one database (appended to ``servers`` as they start, for the caller's
+    cleanup), a note, and on each instance two JSON clients (appended to ``clients``) and a node
+    Yjs client, synced: (note id, A's JSON clients, B's, the Yjs clients [on A, on B])."""
+    servers.extend(await asyncio.gather(*(start_server(database_url, name) for name in names)))
+    a, b = servers
+    async with httpx.AsyncClient(base_url=a.url) as http:
+        note_id = await create_note(http, title=names[0], content=content)
+    on_a = [await AckedClient.connect(a.url, note_id, name=f"a{i}") for i in range(2)]
+    clients.extend(on_a)
+    on_b = [await AckedClient.connect(b.url, note_id, name=f"b{i}") for i in range(2)]
+    clients.extend(on_b)
+    nodes = [await new_client("ya"), await new_client("yb")]
+    for node, server in zip(nodes, servers, strict=True):
+        await node.connect(yurl(server), note_id)
+        await node.wait_synced()
+    return note_id, on_a, on_b, nodes
+
+
 async def test_two_instances_converge_and_survive_one_being_killed(database_url, db):
     """Two servers on one database, each with two JSON clients and one node Yjs client.
 
@@ -454,20 +476,11 @@ async def test_two_instances_converge_and_survive_one_being_killed(database_url,
     clients: list[AckedClient] = []
     typists: Typists | None = None
     try:
-        a, b = await asyncio.gather(start_server(database_url, "two-a"),
-                                    start_server(database_url, "two-b"))
-        servers = [a, b]
-        async with httpx.AsyncClient(base_url=a.url) as http:
-            note_id = await create_note(http, title="two", content="shared 😀\n")
-        on_a = [await AckedClient.connect(a.url, note_id, name=f"a{i}") for i in range(2)]
-        on_b = [await AckedClient.connect(b.url, note_id, name=f"b{i}") for i in range(2)]
-        clients = on_a + on_b
         async with yjs_clients() as new_client:
-            node_a, node_b = await new_client("ya"), await new_client("yb")
-            for node, server in ((node_a, a), (node_b, b)):
-                await node.connect(yurl(server), note_id)
-                await node.wait_synced()
-            nodes = [node_a, node_b]
+            note_id, on_a, on_b, nodes = await two_instances_on_one_note(
+                database_url, ("two-a", "two-b"), "shared 😀\n", servers, clients, new_client)
+            a, b = servers
+            node_a, node_b = nodes
 
             # Phase 1: random typing everywhere at once.
             await asyncio.gather(
@@ -558,20 +571,11 @@ async def test_a_rolling_restart_of_two_instances_loses_nothing(database_url, db
     clients: list[AckedClient] = []
     typists: Typists | None = None
     try:
-        a, b = await asyncio.gather(start_server(database_url, "roll-a"),
-                                    start_server(database_url, "roll-b"))
-        servers = [a, b]
-        async with httpx.AsyncClient(base_url=a.url) as http:
-            note_id = await create_note(http, title="rolling", content="")
-        on_a = [await AckedClient.connect(a.url, note_id, name=f"a{i}") for i in range(2)]
-        on_b = [await AckedClient.connect(b.url, note_id, name=f"b{i}") for i in range(2)]
-        clients = on_a + on_b
         async with yjs_clients() as new_client:
-            node_a, node_b = await new_client("ya"), await new_client("yb")
-            for node, server in ((node_a, a), (node_b, b)):
-                await node.connect(yurl(server), note_id)
-                await node.wait_synced()
-            nodes = [node_a, node_b]
+            note_id, on_a, on_b, nodes = await two_instances_on_one_note(
+                database_url, ("roll-a", "roll-b"), "", servers, clients, new_client)
+            a, b = servers
+            node_a, node_b = nodes
             fresh = [Fresh(30 + i) for i in range(len(clients))]
             yjs_fresh = [Fresh(30 + len(clients) + i) for i in range(len(nodes))]
             rest_fresh = Fresh(30 + len(clients) + len(nodes))
