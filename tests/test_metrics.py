@@ -166,6 +166,9 @@ async def test_live_metrics_move(metrics_server: ServerProcess) -> None:
                     == value(before, "notes_edits_applied_total", source="rest") + 1)
             assert value(rested, "notes_log_commits_total") > value(before,
                                                                     "notes_log_commits_total")
+            # each stored change is published to the other processes (none here to receive)
+            assert (value(rested, "notes_process_messages_total", direction="sent")
+                    >= value(before, "notes_process_messages_total", direction="sent") + 3)
             # PATCH answers after a save; saves are timed
             assert value(rested, "notes_saves_total") > value(before, "notes_saves_total")
             assert (value(rested, "notes_save_seconds_total")

@@ -287,6 +287,8 @@ async def test_a_missed_update_is_caught_up_from_the_log(dropping, engine):
     await wait_for(lambda: replica.content == "x123", 5, "the catch-up")
     assert bus.dropped == 1 and reader.catch_ups >= 1
     assert replica.document.knows_ref("a:2")
+    # (counted for /metrics: three updates published, two arrived)
+    assert writer.messages_sent == 3 and reader.messages_received == 2
     # The follower heard of all of it, in order, as edits.
     edits = follower.of_type("edit")
     assert edits and edits[-1]["rev"] == replica.rev

@@ -120,6 +120,10 @@ class Hub:
         self._releasing: set[asyncio.Future] = set()  # final saves that outlive their caller
         self.closing = False
         self.catch_ups = 0
+        # Messages between processes: updates (and deletions, access changes) this process
+        # published, and those it received from the others.
+        self.messages_sent = 0
+        self.messages_received = 0
         # Changes applied to open notes, by source: "json", "yjs" (a socket's protocol), "rest"
         # (REST writes and the server's own repairs), "remote" (stored by another process).
         self.edits: dict[str, int] = {}
@@ -185,6 +189,7 @@ class Hub:
     async def _publish(self, entries: list[LogEntry]) -> None:
         assert self.fanout is not None and self.journal is not None
         await self.fanout.publish(entries, durable=self.journal.durable)
+        self.messages_sent += len(entries)
 
     def _writer(self, note_id: uuid.UUID):
         journal = self.journal
@@ -196,6 +201,7 @@ class Hub:
         assert self._inbox is not None
         while True:
             message = await self._inbox.get()
+            self.messages_received += 1
             try:
                 await self._receive(message)
             except asyncio.CancelledError:
@@ -479,6 +485,7 @@ class Hub:
         if self.fanout is not None:
             try:
                 await self.fanout.publish_access(change)
+                self.messages_sent += 1
             except Exception:
                 log.exception("telling the other processes of an access change failed")
 
@@ -506,6 +513,7 @@ class Hub:
         if announce and self.fanout is not None:
             try:
                 await self.fanout.publish_deleted(note_id)
+                self.messages_sent += 1
             except Exception:
                 log.exception("telling the other processes that note %s is gone failed", note_id)
         room = self.rooms.get(note_id)

@@ -136,6 +136,10 @@ def readings(hub: Hub) -> list[Reading]:
                     journal.written),
             Reading("notes_log_pending", "gauge", "Updates waiting for their commit",
                     journal.pending),
+            Reading("notes_process_messages", "counter",
+                    "Messages between processes (updates, deletions, access changes), by "
+                    "direction", {"sent": hub.messages_sent, "received": hub.messages_received},
+                    "direction"),
             Reading("notes_catch_ups", "counter",
                     "Open notes caught up from the log after a missed update", hub.catch_ups),
             Reading("notes_listen_reconnects", "counter", "Reconnections of the LISTEN "
