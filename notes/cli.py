@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import TypeVar
 
@@ -129,8 +130,41 @@ def serve(settings: Settings, workers: int) -> int:
         else:
             app.prepare(host=settings.host, port=settings.port, backlog=settings.backlog,
                         workers=workers, access_log=settings.access_log, motd=False)
+            guard_worker_manager()
             Sanic.serve(primary=app, app_loader=loader)
     return 0
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def guard_worker_manager() -> None:
+    """Work around a race in Sanic's worker manager (25.12): its SIGTERM/SIGINT handler writes
+    the workers' states through a multiprocessing manager, and a signal that arrives while the
+    monitor loop is itself in the middle of such a call interleaves the two on one connection.
+    The manager then dies ("'NoneType' object is not a mapping") and ``notes serve --workers
+    N`` exits 1 instead of stopping cleanly (seen in CI). The monitor's calls run with those
+    signals blocked, so the handler runs between them, never inside one."""
+    from sanic.worker.manager import WorkerManager
+
+    for name in ("_sync_states", "_cleanup_non_tracked_workers", "_all_workers_ack"):
+        method = getattr(WorkerManager, name)
+        if getattr(method, "notes_guarded", False):
+            continue
+        setattr(WorkerManager, name, _signals_held(method))
+
+
+def _signals_held(method: Callable) -> Callable:
+    @wraps(method)
+    def held(*args, **kwargs):
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    held.notes_guarded = True  # type: ignore[attr-defined]
+    return held
 
 
 def migrate(settings: Settings) -> int:
