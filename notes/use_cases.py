@@ -7,9 +7,10 @@ import base64
 import binascii
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from notes.collab.access import Role
 from notes.collab.document import Revision, StaleRevision
@@ -44,6 +45,8 @@ class NotYetStored(Exception):
     ``STORE_WAIT`` seconds: it stays in the live note and its save task stores it later."""
 
 
+T = TypeVar("T")
+
 # Seconds a REST write waits for the database (first to answer at all, then to store the
 # write) before it is answered 503: a stopped or hung database must not hang the request.
 STORE_WAIT = 10.0
@@ -53,6 +56,15 @@ async def _database_answers(store: NoteStore) -> None:
     """Raise (a connection error, or TimeoutError) unless the database answers now: a write
     that could not be stored is refused before it changes anything."""
     await asyncio.wait_for(store.ping(), STORE_WAIT)
+
+
+async def _stored_in_time(note_id: uuid.UUID, storing: Awaitable[T]) -> T:
+    """``storing`` (a save, or the update log's commit) within ``STORE_WAIT`` seconds, else
+    ``NotYetStored``: the change applied to the live note is stored later."""
+    try:
+        return await asyncio.wait_for(storing, STORE_WAIT)
+    except asyncio.TimeoutError:
+        raise NotYetStored(note_id) from None
 
 
 class InvalidCursor(ValueError):
@@ -196,12 +208,10 @@ async def update_note(store: NoteStore, hub: Hub, limits: NoteLimits, note_id: u
         if title is not None:
             room.set_title(title, author=author)
         try:
-            stored = await asyncio.wait_for(hub.flush(room), STORE_WAIT)
+            stored = await _stored_in_time(note_id, hub.flush(room))
         except SaveRejected as refusal:
             raise InvalidNote([{"loc": [], "msg": f"the database refused the note: {refusal}",
                                 "type": "rejected"}]) from None
-        except asyncio.TimeoutError:
-            raise NotYetStored(note_id) from None
         if stored is None:
             if room.deleted:
                 raise NoteNotFound(note_id)
@@ -250,10 +260,7 @@ async def apply_http_edit(store: NoteStore, hub: Hub, note_id: uuid.UUID, rev: i
             revision = room.apply_edit(rev, delta, author=author)
         except StaleRevision as stale:
             raise EditTooOld(room.rev, room.content, current) from stale
-        try:
-            await asyncio.wait_for(room.stored(), STORE_WAIT)  # (NOTES_DURABILITY=log)
-        except asyncio.TimeoutError:
-            raise NotYetStored(note_id) from None
+        await _stored_in_time(note_id, room.stored())  # (NOTES_DURABILITY=log)
         return revision, current
     finally:
         await hub.release(room)

@@ -9,10 +9,10 @@ value the server keeps or echoes (``ref``, awareness states) is checked with ``c
 from __future__ import annotations
 
 import json
-import re
+
+from notes.collab.text import LONE_SURROGATE
 
 MAX_DEPTH = 32
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadJson(ValueError):
@@ -37,7 +37,7 @@ def check_depth(value: object, limit: int = MAX_DEPTH, *, text: bool = False) ->
     while stack:
         item, depth = stack.pop()
         if text and isinstance(item, str):
-            if _SURROGATE.search(item):
+            if LONE_SURROGATE.search(item):
                 raise BadJson("the JSON holds a lone surrogate (not valid Unicode)")
             continue
         if isinstance(item, dict):

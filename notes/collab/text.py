@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # (no UTF-8: cannot even be sent back)
 
 REPLACEMENT = "\ufffd"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import uuid
@@ -291,6 +292,9 @@ async def confirm_access(request: Request, note_id: uuid.UUID,
         access.can_write = role.can_write
 
 
+SocketHandler = Callable[..., Awaitable[None]]
+
+
 def _count_close(ws: WebsocketImplProtocol) -> None:
     """Count the ended socket under the close code sent (Sanic sends 1000 after a handler
     that returns without closing)."""
@@ -299,15 +303,22 @@ def _count_close(ws: WebsocketImplProtocol) -> None:
     OUTBOX.closes[int(close.code) if close is not None else 1000] += 1
 
 
+def counts_close(handler: SocketHandler) -> SocketHandler:
+    """A socket route whose ended socket is counted under its close code (``OUTBOX.closes``),
+    whichever way it ended: refused at the handshake, closed by either side, or failed."""
+    @functools.wraps(handler)
+    async def counted(request: Request, ws: WebsocketImplProtocol, *args, **kwargs) -> None:
+        try:
+            await handler(request, ws, *args, **kwargs)
+        finally:
+            _count_close(ws)
+
+    return counted
+
+
 @bp.websocket("/notes/<note_id:uuid>/live", ctx_socket=True)
+@counts_close
 async def live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
-    try:
-        await _live(request, ws, note_id)
-    finally:
-        _count_close(ws)
-
-
-async def _live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID) -> None:
     access = await socket_access(request, ws, note_id)
     if access is None:
         return
@@ -332,15 +343,9 @@ async def _live(request: Request, ws: WebsocketImplProtocol, note_id: uuid.UUID)
 
 
 @bp.websocket("/yjs/<room_name:str>", ctx_socket=True)
+@counts_close
 async def yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> None:
     """y-websocket's provider connects to ``serverUrl + "/" + roomname``: the note's id."""
-    try:
-        await _yjs(request, ws, room_name)
-    finally:
-        _count_close(ws)
-
-
-async def _yjs(request: Request, ws: WebsocketImplProtocol, room_name: str) -> None:
     try:
         note_id: uuid.UUID | None = uuid.UUID(room_name)
     except ValueError:
